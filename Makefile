@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (the main job on a built-in default) and `make test`.
+# Both create the virtual environment in .venv on first use and reinstall when the package metadata
+# changes, so they work on a fresh clone with nothing but python3.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# pip takes the torch build that lies on this machine's disk when it can; elsewhere the newest
+# release that install_requires admits.
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test lint format clean-venv
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH_PINS) || $(PY) -m pip install -q torch torchvision
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m selecsls.tools.info
+
+test: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -q
+
+format: $(VENV)/.installed
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,36 @@
+"""Backbones by name: a plain dict from canonical name to constructor."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from torch import nn
+
+from .selecsls import STAGE_TABLES, SelecSLS
+
+
+def _selecsls(name: str) -> SelecSLS:
+    return SelecSLS(name, STAGE_TABLES[name])
+
+
+BACKBONES: dict[str, Callable[[], nn.Module]] = {
+    name: partial(_selecsls, name) for name in STAGE_TABLES
+}
+
+
+def canonical_name(name: str) -> str:
+    """Map the seed's (`SelecSLS42_B`), timm's (`selecsls42b`) and our spellings to one name.
+
+    Raises ValueError listing the valid names when nothing matches.
+    """
+    key = str(name).lower().replace("_", "").replace("-", "")
+    if key not in BACKBONES:
+        valid = ", ".join(BACKBONES)
+        raise ValueError(f"unknown backbone {name!r}; valid names: {valid}")
+    return key
+
+
+def build_backbone(name: str) -> SelecSLS:
+    """Build a randomly initialised backbone by name (any spelling `canonical_name` accepts)."""
+    return BACKBONES[canonical_name(name)]()

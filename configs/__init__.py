@@ -1,0 +1,1 @@
+"""Experiment configs, shipped as package data."""

@@ -1,0 +1,1 @@
+"""Datasets and data pipelines (no model code here)."""

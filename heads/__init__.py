@@ -1,0 +1,14 @@
+"""Heads that read the backbone's declared feature maps, and the model that joins them."""
+
+from .classification import HEAD_TABLES, ClassificationHead
+from .model import HEADS, Model, build_classifier, build_model, classifier_config
+
+__all__ = [
+    "HEADS",
+    "HEAD_TABLES",
+    "ClassificationHead",
+    "Model",
+    "build_classifier",
+    "build_model",
+    "classifier_config",
+]
