@@ -81,7 +81,9 @@ class FeatureSpec:
     stride: int
 
 
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
+def conv_bn_relu(
+    in_channels: int, out_channels: int, kernel_size: int, stride: int = 1
+) -> nn.Sequential:
     """Conv (no bias) -> BN -> ReLU, indexed 0/1/2 as in the seed so state-dict keys line up."""
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),

@@ -2,6 +2,14 @@
 
 from .classification import HEAD_TABLES, ClassificationHead
 from .model import HEADS, Model, build_classifier, build_model, classifier_config
+from .weights import (
+    convert_keys,
+    detect_format,
+    export_state_dict,
+    load_model,
+    load_weights,
+    save_model,
+)
 
 __all__ = [
     "HEADS",
@@ -11,4 +19,10 @@ __all__ = [
     "build_classifier",
     "build_model",
     "classifier_config",
+    "convert_keys",
+    "detect_format",
+    "export_state_dict",
+    "load_model",
+    "load_weights",
+    "save_model",
 ]

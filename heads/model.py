@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from selecsls.backbones import build_backbone, canonical_name
+from selecsls.backbones.fusion import fuse_bn_structure
 
 from .classification import ClassificationHead
 
@@ -45,9 +46,10 @@ class Model(nn.Module):
 
 
 def build_model(config: dict[str, Any]) -> Model:
-    """Build from {"backbone": name, "heads": {head_name: {kwarg: value}}}.
+    """Build from {"backbone": name, "heads": {head_name: {kwarg: value}}, "fused": bool}.
 
-    Unknown head names and unknown head arguments raise ValueError naming the valid choices.
+    "fused": true builds the BN-folded layout (`selecsls.backbones.fusion`), whose weights then
+    come from a checkpoint. Unknown head names and arguments raise ValueError naming the choices.
     """
     config = copy.deepcopy(config)
     config["backbone"] = canonical_name(config["backbone"])
@@ -60,7 +62,8 @@ def build_model(config: dict[str, Any]) -> Model:
             heads[name] = HEADS[name](backbone.feature_specs, **(kwargs or {}))
         except TypeError as err:
             raise ValueError(f"bad arguments for head {name!r}: {err}") from None
-    return Model(backbone, heads, config)
+    model = Model(backbone, heads, config)
+    return fuse_bn_structure(model) if config.get("fused") else model
 
 
 def classifier_config(name: str, num_classes: int = 1000) -> dict[str, Any]:
