@@ -67,7 +67,7 @@ _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.pth$")
 
 
 def cache_dir() -> Path:
-    """$SELECSLS_CACHE if set, else torch.hub's checkpoints folder (~/.cache/torch/hub/checkpoints)."""
+    """$SELECSLS_CACHE if set, else torch.hub's folder (~/.cache/torch/hub/checkpoints)."""
     env = os.environ.get("SELECSLS_CACHE")
     return Path(env) if env else Path(torch.hub.get_dir()) / "checkpoints"
 

@@ -60,7 +60,7 @@ _STAGE_102 = [
     (288, 288, 288, 480, False, 1),
 ]
 
-# The "_B" variants share the core of their base network; they differ only in the classification head.
+# The "_B" variants share their base network's core; only the classification head differs.
 STAGE_TABLES: dict[str, list[BlockRow]] = {
     "selecsls42": _STAGE_42,
     "selecsls42b": _STAGE_42,

@@ -1,4 +1,4 @@
-"""ImageNet classification head: the seed's stride-32/64 convolutions, global average pool, linear."""
+"""ImageNet classification head: the seed's stride-32/64 convs, global average pool, linear."""
 
 from __future__ import annotations
 

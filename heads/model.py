@@ -14,7 +14,7 @@ from selecsls.backbones.fusion import fuse_bn_structure
 
 from .classification import ClassificationHead
 
-# Head name -> constructor taking (feature_specs, **kwargs). The constructor signature is the schema.
+# Head name -> constructor taking (feature_specs, **kwargs); its signature is the config schema.
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "classification": ClassificationHead,
 }

@@ -166,7 +166,7 @@ def load_model(source: str | os.PathLike, name: str | None = None) -> Model:
 
 
 def save_model(model: Model, path: str | os.PathLike, **extra: Any) -> Path:
-    """Write our checkpoint format atomically: {"format", "version", "config", "state_dict", ...}."""
+    """Write our format atomically: {"format", "version", "config", "state_dict", **extra}."""
     payload = {
         "format": OUR_FORMAT,
         "version": 1,
