@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,12 +36,19 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint (truncated, corrupt or another kind of "
-            f"file): {first_line}"
+            f"{path}: not a readable PyTorch checkpoint: either another kind of file, or a "
+            "pickle holding Python objects besides tensors and plain containers (refused, "
+            "since unpickling those can run code)"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        first_line = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt): {first_line}"
         ) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of weights")
