@@ -6,6 +6,7 @@ import functools
 import hashlib
 import http.server
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -81,3 +82,10 @@ def test_unknown_published_name_lists_valid_ones():
     with pytest.raises(CheckpointError, match="valid names: selecsls60.seed"):
         hub.published_entry("selecsls61.seed")
     assert set(hub.PUBLISHED) >= {"selecsls60.seed_better", "selecsls42b.timm", "selecsls84.seed"}
+
+
+def test_readme_table_matches_the_published_entries():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name, entry in hub.PUBLISHED.items():
+        row = f"| `{name}` | {entry.backbone} | [{entry.note}]({entry.url}) | "
+        assert row + f"{entry.top1} / {entry.top5} |" in readme, name
