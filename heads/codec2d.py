@@ -1,0 +1,211 @@
+"""The 2D pose codec: people <-> heatmaps + part affinity fields, the geometry in one place.
+
+Conventions (shared by encode, decode and the network's output size):
+- Keypoints come in input-image pixels, pixel centres at integer coordinates, COCO order (P, 17, 3)
+  with v = 0 unlabelled, 1 labelled but occluded, 2 visible.
+- The maps have `stride` (8) input pixels per cell; cell (i, j) stands for input pixel
+  (stride * j + (stride - 1) / 2, stride * i + (stride - 1) / 2), the centre of the block it covers.
+- Map size for an input of H x W is ceil(H / size_divisor) * (size_divisor / stride) (same for W):
+  the backbone ends at stride 16 and the head doubles that map, so an input not divisible by 16
+  gets 2 * ceil(H / 16) rows. Inputs are padded bottom/right; padding holds no people.
+- Heatmaps: 19 channels in the OpenPose-18 order + background (1 - max of the others); Gaussians of
+  `sigma` input pixels, max over people. PAFs: 38 channels, limb i = channels (2i, 2i + 1) = the
+  unit vector from->to on cells within `paf_half_width` cells of the limb, averaged over people.
+- Decoding maps back to ORIGINAL image pixels through `transform`, the 2x3 affine matrix taking
+  original pixels to input pixels (from the resize/pad step), and returns COCO-17 keypoints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codec2d_decode import find_peaks, people_to_coco17, to_numpy
+from .grouping import group_people
+from .skeletons import LIMBS18, OPENPOSE18_NAMES, coco17_to_openpose18
+
+NUM_KEYPOINTS = len(OPENPOSE18_NAMES)
+
+
+@dataclass
+class Pose2DCodec:
+    """Encode people into training targets and decode network outputs into people.
+
+    stride: input pixels per map cell; sigma: Gaussian sigma in input pixels; paf_half_width: PAF
+    band half-width in cells; size_divisor: the backbone's total stride (fixes the map size);
+    peak_threshold: minimum heatmap peak; paf_samples / paf_min_score / paf_min_ratio: limb
+    scoring (a candidate limb needs PAF . direction > paf_min_score on > paf_min_ratio of the
+    samples); min_keypoints: fewest keypoints a decoded person keeps.
+    """
+
+    stride: int = 8
+    sigma: float = 7.0
+    paf_half_width: float = 1.0
+    size_divisor: int = 16
+    peak_threshold: float = 0.1
+    paf_samples: int = 10
+    paf_min_score: float = 0.05
+    paf_min_ratio: float = 0.8
+    min_keypoints: int = 3
+
+    def __post_init__(self) -> None:
+        if self.size_divisor % self.stride:
+            raise ValueError(
+                f"codec: size_divisor {self.size_divisor} must be a multiple of "
+                f"stride {self.stride}"
+            )
+
+    # ------------------------------------------------------------------ geometry
+    def map_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
+        """(W, H) input pixels -> (w, h) map cells."""
+        factor = self.size_divisor // self.stride
+        width, height = input_size
+        return (
+            math.ceil(width / self.size_divisor) * factor,
+            math.ceil(height / self.size_divisor) * factor,
+        )
+
+    def cell_centres(self, count: int) -> np.ndarray:
+        """(count,) input-pixel coordinate of each cell centre along one axis."""
+        return np.arange(count, dtype=np.float32) * self.stride + (self.stride - 1) / 2
+
+    def to_input_pixels(self, xy: np.ndarray) -> np.ndarray:
+        """(..., 2) map coordinates (cells) -> input pixels."""
+        return xy * self.stride + (self.stride - 1) / 2
+
+    # ------------------------------------------------------------------ encode
+    def encode(
+        self,
+        keypoints: np.ndarray,
+        input_size: tuple[int, int],
+        ignore_mask: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """People -> {"heatmaps": (19, h, w), "pafs": (38, h, w), "mask": (1, h, w)} float32.
+
+        keypoints: (P, 17, 3) COCO (x, y, v) in input pixels (P may be 0); input_size: (W, H);
+        ignore_mask: (H, W), nonzero where the loss must ignore the image (crowds, people without
+        keypoints). mask is 0 on cells that are mostly ignored, else 1.
+        """
+        width, height = self.map_size(input_size)
+        people = coco17_to_openpose18(np.asarray(keypoints, np.float32).reshape(-1, 17, 3))
+        heatmaps = np.zeros((NUM_KEYPOINTS + 1, height, width), np.float32)
+        heatmaps[:NUM_KEYPOINTS] = self._gaussians(people, width, height)
+        heatmaps[NUM_KEYPOINTS] = 1.0 - heatmaps[:NUM_KEYPOINTS].max(0)
+        pafs = self._pafs(people, width, height)
+        mask = self._loss_mask(ignore_mask, width, height)
+        return {"heatmaps": heatmaps, "pafs": pafs, "mask": mask}
+
+    def _gaussians(self, people: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(P, 18, 3) -> (18, h, w): per keypoint the max over people of separable Gaussians."""
+        out = np.zeros((NUM_KEYPOINTS, height, width), np.float32)
+        if len(people) == 0:
+            return out
+        scale = -0.5 / self.sigma**2
+        labelled = people[..., 2] > 0  # (P, 18)
+        gx = np.exp(scale * (self.cell_centres(width) - people[..., 0, None]) ** 2)  # (P,18,w)
+        gy = np.exp(scale * (self.cell_centres(height) - people[..., 1, None]) ** 2)  # (P,18,h)
+        gx *= labelled[..., None]
+        # max over people of the outer products gy x gx, one keypoint type at a time
+        for k in range(NUM_KEYPOINTS):
+            if labelled[:, k].any():
+                rows = labelled[:, k]
+                out[k] = np.max(gy[rows, k, :, None] * gx[rows, k, None, :], axis=0)
+        return out
+
+    def _pafs(self, people: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(P, 18, 3) -> (38, h, w): unit limb vectors on a band around each limb, averaged.
+
+        All limbs of all people are rasterised in one batch of (19, P, h, w) distance tests.
+        """
+        if len(people) == 0:
+            return np.zeros((2 * len(LIMBS18), height, width), np.float32)
+        limbs = np.array(LIMBS18)
+        # keypoints in map coordinates (cells)
+        points = (people[..., :2] - (self.stride - 1) / 2) / self.stride
+        start = points[:, limbs[:, 0]].transpose(1, 0, 2)  # (19, P, 2)
+        vec = points[:, limbs[:, 1]].transpose(1, 0, 2) - start
+        length = np.sqrt((vec**2).sum(-1))  # (19, P)
+        # a limb needs both ends labelled and a direction
+        valid = (people[:, limbs[:, 0], 2] > 0).T & (people[:, limbs[:, 1], 2] > 0).T
+        valid &= length > 1e-6
+        unit = vec / np.maximum(length, 1e-6)[..., None]
+        dx = np.arange(width, dtype=np.float32) - start[..., 0, None, None]  # (19, P, 1, w)
+        dy = np.arange(height, dtype=np.float32)[:, None] - start[..., 1, None, None]
+        ux, uy = unit[..., 0, None, None], unit[..., 1, None, None]
+        along = dx * ux + dy * uy  # (19, P, h, w)
+        across = np.abs(dx * uy - dy * ux)
+        # the band reaches half a width past each end so that samples rounded to cells at the
+        # limb's ends still land inside it
+        reach = self.paf_half_width
+        band = (along >= -reach) & (along <= length[..., None, None] + reach) & (across <= reach)
+        band &= valid[..., None, None]
+        count = band.sum(1)  # (19, h, w)
+        summed = np.einsum("lphw,lpc->lchw", band.astype(np.float32), unit.astype(np.float32))
+        pafs = summed / np.maximum(count, 1)[:, None]
+        return pafs.reshape(-1, height, width).astype(np.float32)
+
+    def _loss_mask(self, ignore_mask: np.ndarray | None, width: int, height: int) -> np.ndarray:
+        """(H, W) ignore mask -> (1, h, w) loss weights: 0 where over half a cell is ignored."""
+        if ignore_mask is None:
+            return np.ones((1, height, width), np.float32)
+        ignore = np.asarray(ignore_mask) > 0
+        if not ignore.any():  # the common case, and cheap to test
+            return np.ones((1, height, width), np.float32)
+        padded = np.zeros((height * self.stride, width * self.stride), np.float32)
+        rows, cols = min(ignore.shape[0], padded.shape[0]), min(ignore.shape[1], padded.shape[1])
+        padded[:rows, :cols] = ignore[:rows, :cols]
+        fraction = padded.reshape(height, self.stride, width, self.stride).mean((1, 3))
+        return (fraction <= 0.5).astype(np.float32)[None]
+
+    # ------------------------------------------------------------------ decode
+    def decode(
+        self, heatmaps, pafs, transform: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One image's maps -> (keypoints (P, 17, 3), scores (P,)), best first.
+
+        heatmaps: (19, h, w) (or (18, h, w)), pafs: (38, h, w), numpy or torch. keypoints are
+        (x, y, keypoint score) in ORIGINAL image pixels when `transform` (2x3 affine, original ->
+        input pixels) is given, else in input pixels; undetected keypoints are (0, 0, 0).
+        """
+        heatmaps, pafs = to_numpy(heatmaps), to_numpy(pafs)
+        peaks = find_peaks(heatmaps[:NUM_KEYPOINTS], self.peak_threshold)
+        people, scores = group_people(
+            peaks,
+            pafs,
+            LIMBS18,
+            samples=self.paf_samples,
+            min_score=self.paf_min_score,
+            min_ratio=self.paf_min_ratio,
+        )
+        keypoints, scores = people_to_coco17(people, self.min_keypoints)
+        keypoints[..., :2] = self.to_input_pixels(keypoints[..., :2])
+        if transform is not None:
+            keypoints[..., :2] = invert_points(transform, keypoints[..., :2])
+        keypoints[keypoints[..., 2] <= 0] = 0
+        order = np.argsort(-scores, kind="stable")
+        return keypoints[order], scores[order]
+
+    def decode_batch(
+        self, outputs: dict, transforms: list[np.ndarray] | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """{"heatmaps": (N, 19, h, w), "pafs": (N, 38, h, w)} -> per image (keypoints, scores)."""
+        heatmaps, pafs = to_numpy(outputs["heatmaps"]), to_numpy(outputs["pafs"])
+        return [
+            self.decode(heatmaps[n], pafs[n], None if transforms is None else transforms[n])
+            for n in range(len(heatmaps))
+        ]
+
+
+def invert_points(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply the inverse of a 2x3 affine matrix (original -> input) to (..., 2) input points."""
+    matrix = np.vstack([to_numpy(transform).astype(np.float64).reshape(2, 3), [0.0, 0.0, 1.0]])
+    if not np.isfinite(matrix).all() or abs(np.linalg.det(matrix)) < 1e-12:
+        raise ValueError(
+            f"decode: transform {matrix[:2].tolist()} cannot be inverted (a randomly augmented "
+            "training sample has none; evaluate with EvalResize samples)"
+        )
+    inverse = np.linalg.inv(matrix)[:2]
+    flat = points.reshape(-1, 2).astype(np.float64)
+    return (flat @ inverse[:, :2].T + inverse[:, 2]).reshape(points.shape).astype(np.float32)

@@ -1,0 +1,90 @@
+"""Decoding helpers of the 2D pose codec: peak finding with sub-pixel refinement, output format.
+
+All vectorised over every keypoint channel at once; no per-pixel Python.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .skeletons import COCO17_FROM_OPENPOSE18
+
+
+class Peaks(NamedTuple):
+    """M heatmap peaks: kind (M,) keypoint type, xy (M, 2) map coordinates (cells), score (M,)."""
+
+    kind: np.ndarray
+    xy: np.ndarray
+    score: np.ndarray
+
+
+def to_numpy(array) -> np.ndarray:
+    """A torch tensor (any device/dtype) or array-like -> float32 numpy array."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(array, dtype=np.float32)
+
+
+def find_peaks(heatmaps: np.ndarray, threshold: float) -> Peaks:
+    """(K, h, w) heatmaps -> local maxima above `threshold`, refined to sub-cell precision.
+
+    A cell is a peak if it is >= its 8 neighbours and strictly > the 4 neighbours that come
+    before it in raster order, so a plateau of equal values yields exactly one peak. The offset
+    is the vertex of a parabola through the log values of the cell and its two neighbours along
+    each axis: exact for a Gaussian, which is what the heatmaps are trained to be.
+    """
+    k, h, w = heatmaps.shape
+    padded = np.full((k, h + 2, w + 2), -np.inf, np.float32)
+    padded[:, 1:-1, 1:-1] = heatmaps
+    centre = heatmaps
+    is_peak = centre > threshold
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == 0 and dx == 0:
+                continue
+            neighbour = padded[:, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+            before = dy < 0 or (dy == 0 and dx < 0)
+            is_peak &= (centre > neighbour) if before else (centre >= neighbour)
+    kind, row, col = np.nonzero(is_peak)
+    score = centre[kind, row, col]
+    offset_x = _parabola_offset(padded, kind, row + 1, col + 1, 0, 1)
+    offset_y = _parabola_offset(padded, kind, row + 1, col + 1, 1, 0)
+    xy = np.stack([col + offset_x, row + offset_y], axis=1).astype(np.float32)
+    return Peaks(kind.astype(np.int64), xy, score.astype(np.float32))
+
+
+def _parabola_offset(padded, kind, row, col, dy: int, dx: int) -> np.ndarray:
+    """Sub-cell offset along one axis from the log values at -1, 0, +1 (0 at map borders)."""
+    left = padded[kind, row - dy, col - dx]
+    right = padded[kind, row + dy, col + dx]
+    middle = padded[kind, row, col]
+    inside = np.isfinite(left) & np.isfinite(right)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_l = np.log(np.maximum(left, 1e-6))
+        log_r = np.log(np.maximum(right, 1e-6))
+        log_m = np.log(np.maximum(middle, 1e-6))
+        curvature = log_l - 2 * log_m + log_r
+        offset = 0.5 * (log_l - log_r) / curvature
+    good = inside & (curvature < -1e-6) & np.isfinite(offset)
+    return np.where(good, np.clip(offset, -0.5, 0.5), 0.0)
+
+
+def people_to_coco17(people: np.ndarray, min_keypoints: int) -> tuple[np.ndarray, np.ndarray]:
+    """(P, 18, 3) OpenPose-order (x, y, score) with score 0 where missing -> COCO order.
+
+    Keeps people with >= min_keypoints COCO keypoints; score = mean keypoint score x (n - 1),
+    which favours complete people (OpenPose's ranking for COCO evaluation).
+    Returns keypoints (P', 17, 3) float32 and scores (P',) float32.
+    """
+    if len(people) == 0:
+        return np.zeros((0, 17, 3), np.float32), np.zeros((0,), np.float32)
+    coco = people[:, list(COCO17_FROM_OPENPOSE18)].astype(np.float32)
+    found = coco[..., 2] > 0
+    count = found.sum(1)
+    keep = count >= min_keypoints
+    coco, found, count = coco[keep], found[keep], count[keep]
+    mean_score = (coco[..., 2] * found).sum(1) / np.maximum(count, 1)
+    return coco, (mean_score * (count - 1)).astype(np.float32)

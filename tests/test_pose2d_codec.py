@@ -1,0 +1,142 @@
+"""2D pose codec: round trips scored by pycocotools, geometry, empty inputs, evaluation guards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from selecsls.datasets.coco import CocoKeypoints
+from selecsls.datasets.synthetic_people import generate
+from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results, top_per_image
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+COCO_SAMPLE = DATA / "coco_sample"
+COCO_JSON = COCO_SAMPLE / "person_keypoints_sample.json"
+
+
+def round_trip_ap(annotation_file, image_dir, input_size, tmp_path) -> dict:
+    """Encode the ground truth at the network's input size, decode, map back, evaluate."""
+    codec = Pose2DCodec()
+    dataset = CocoKeypoints(annotation_file, image_dir, input_size, encoder=codec.encode)
+    results = []
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        keypoints, scores = codec.decode(
+            sample["heatmaps"], sample["pafs"], sample["transform"].numpy()
+        )
+        results += people_to_results(sample["image_id"], keypoints, scores)
+    stats = evaluate_keypoints(dataset.coco, results, tmp_path / "results.json", verbose=False)
+    assert json.loads((tmp_path / "results.json").read_text()) == top_per_image(results)
+    return stats
+
+
+@pytest.mark.skipif(not COCO_JSON.is_file(), reason="shared COCO sample not present")
+def test_round_trip_real_coco_sample(tmp_path):
+    stats = round_trip_ap(COCO_JSON, COCO_SAMPLE, (512, 320), tmp_path)
+    assert stats["AP"] >= 0.96, stats  # lightweight OpenPose's decoder: 0.961
+
+
+def test_round_trip_synthetic(tmp_path):
+    json_path = generate(tmp_path / "synthetic", 40, seed=11, size=(368, 368))
+    stats = round_trip_ap(json_path, tmp_path / "synthetic" / "images", (368, 368), tmp_path)
+    assert stats["AP"] >= 0.9, stats
+
+
+def one_person(x0=100.0, y0=60.0) -> np.ndarray:
+    """A plausible upright person (COCO order, input pixels)."""
+    offsets = [
+        (0, 0), (4, -4), (-4, -4), (9, -2), (-9, -2), (18, 22), (-18, 22), (24, 50), (-24, 50),
+        (26, 78), (-26, 78), (12, 84), (-12, 84), (14, 124), (-14, 124), (15, 162), (-15, 162),
+    ]  # fmt: skip
+    person = np.zeros((17, 3), np.float32)
+    person[:, :2] = np.array(offsets, np.float32) + (x0, y0)
+    person[:, 2] = 2
+    return person
+
+
+def test_single_person_sub_pixel_exact():
+    codec = Pose2DCodec()
+    person = one_person(100.3, 60.7)[None]
+    targets = codec.encode(person, (256, 256))
+    assert targets["heatmaps"].shape == (19, 32, 32) and targets["pafs"].shape == (38, 32, 32)
+    assert targets["heatmaps"][:18].max() <= 1.0 and targets["heatmaps"].min() >= 0.0
+    keypoints, scores = codec.decode(targets["heatmaps"], targets["pafs"])
+    assert keypoints.shape == (1, 17, 3) and scores.shape == (1,)
+    np.testing.assert_allclose(keypoints[0, :, :2], person[0, :, :2], atol=0.05)
+    # a scaled transform maps back to original pixels
+    transform = np.array([[0.5, 0, 3.0], [0, 0.5, -2.0]], np.float32)
+    mapped, _ = codec.decode(targets["heatmaps"], targets["pafs"], transform)
+    np.testing.assert_allclose(mapped[0, :, 0], (person[0, :, 0] - 3.0) / 0.5, atol=0.2)
+    np.testing.assert_allclose(mapped[0, :, 1], (person[0, :, 1] + 2.0) / 0.5, atol=0.2)
+
+
+def test_decode_accepts_low_precision_tensors_and_rejects_bad_transforms():
+    codec = Pose2DCodec()
+    targets = codec.encode(one_person()[None], (256, 256))
+    outputs = {k: torch.from_numpy(targets[k])[None].bfloat16() for k in ("heatmaps", "pafs")}
+    ((keypoints, scores),) = codec.decode_batch(outputs)
+    assert len(keypoints) == 1 and (keypoints[0, :, 2] > 0).all()
+    np.testing.assert_allclose(keypoints[0, :, :2], one_person()[:, :2], atol=1.0)
+    with pytest.raises(ValueError, match="cannot be inverted"):
+        codec.decode(targets["heatmaps"], targets["pafs"], np.full((2, 3), np.nan))
+
+
+def test_pafs_are_unit_vectors_along_limbs():
+    codec = Pose2DCodec()
+    targets = codec.encode(one_person()[None], (256, 256))
+    pafs = targets["pafs"].reshape(19, 2, 32, 32)
+    norms = np.linalg.norm(pafs, axis=1)
+    assert np.all(norms <= 1.0 + 1e-5)
+    # limb 0 = neck -> right shoulder points to -x (the person's right is image left here)
+    limb = pafs[0][:, norms[0] > 0.5]
+    assert limb[0].mean() < -0.9
+
+
+def test_two_people_are_separated_and_ranked():
+    codec = Pose2DCodec()
+    people = np.stack([one_person(60, 40), one_person(190, 50)])
+    people[1, :5, 2] = 0  # second person: no face -> fewer keypoints, lower score
+    targets = codec.encode(people, (256, 256))
+    keypoints, scores = codec.decode(targets["heatmaps"], targets["pafs"])
+    assert len(keypoints) == 2 and scores[0] >= scores[1]
+    np.testing.assert_allclose(keypoints[0, :, :2], people[0, :, :2], atol=0.05)
+
+
+def test_empty_inputs():
+    codec = Pose2DCodec()
+    targets = codec.encode(np.zeros((0, 17, 3), np.float32), (100, 60))
+    assert targets["heatmaps"].shape == (19, 8, 14)  # 2 * ceil(60/16), 2 * ceil(100/16)
+    assert np.all(targets["heatmaps"][18] == 1) and not targets["pafs"].any()
+    keypoints, scores = codec.decode(targets["heatmaps"], targets["pafs"])
+    assert keypoints.shape == (0, 17, 3) and scores.shape == (0,)
+    keypoints, scores = codec.decode(np.zeros((19, 0, 0)), np.zeros((38, 0, 0)))
+    assert len(keypoints) == 0
+    batch = {"heatmaps": torch.zeros(2, 19, 4, 4), "pafs": torch.zeros(2, 38, 4, 4)}
+    assert [len(k) for k, _ in codec.decode_batch(batch)] == [0, 0]
+
+
+def test_loss_mask_from_ignore_mask():
+    codec = Pose2DCodec()
+    ignore = np.zeros((64, 64), np.uint8)
+    ignore[:32, :16] = 1
+    mask = codec.encode(np.zeros((0, 17, 3)), (64, 64), ignore)["mask"]
+    assert mask.shape == (1, 8, 8)
+    assert not mask[0, :4, :2].any() and mask[0, 4:].all() and mask[0, :, 2:].all()
+
+
+def test_evaluation_guards(tmp_path):
+    stats = evaluate_keypoints(COCO_JSON, [], tmp_path / "empty.json", verbose=False)
+    assert stats["AP"] == 0.0 and json.loads((tmp_path / "empty.json").read_text()) == []
+    many = [
+        {"image_id": 1, "category_id": 1, "keypoints": [0] * 51, "score": float(s)}
+        for s in range(30)
+    ]
+    kept = top_per_image(many)
+    assert len(kept) == 20 and min(r["score"] for r in kept) == 10
+    with pytest.raises(FileNotFoundError):
+        evaluate_keypoints(tmp_path / "missing.json", many)

@@ -1,0 +1,118 @@
+"""Time the 2D pose decoder (peaks + grouping + mapping back) per frame.
+
+Maps come from encoding synthetic people (the generator's bodies, cameras and placement) at the
+network's input size, optionally with noise to look more like network output:
+
+    python -m selecsls.tools.bench_decode --size 512x320 --people 1 5 10 --frames 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from selecsls.datasets.synthetic_body import J
+from selecsls.datasets.synthetic_people import parse_size, sample_camera, sample_people
+from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.codec2d_decode import find_peaks
+
+
+def people_keypoints(rng: np.random.Generator, size: tuple[int, int], count: int) -> np.ndarray:
+    """(count, 17, 3) COCO keypoints of `count` synthetic people fully projected into the image
+    (v = 2 inside the image, 0 outside); redraws until exactly `count` people are placed."""
+    width, height = size
+    for _ in range(100):
+        camera = sample_camera(rng, width, height)
+        people = sample_people(rng, camera, width, count)
+        if len(people) == count:
+            break
+    keypoints = np.zeros((len(people), 17, 3), np.float32)
+    for p, person in enumerate(people):
+        points = np.concatenate([person["face_uv"], person["uv"][_BODY_COCO]])
+        inside = (points >= -0.5).all(1) & (points[:, 0] < width - 0.5)
+        inside &= points[:, 1] < height - 0.5
+        keypoints[p, :, :2] = np.where(inside[:, None], points, 0)
+        keypoints[p, :, 2] = np.where(inside, 2, 0)
+    return keypoints
+
+
+# the generator's body joints for COCO keypoints 5..16 (shoulders .. ankles, left first)
+_BODY_COCO = [
+    J[f"{side}_{name}"]
+    for name in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+    for side in ("left", "right")
+]
+
+
+def _best_time(function, repeats: int) -> float:
+    """Best of `repeats` runs, in CPU seconds of this process: the machine is shared, and wall
+    time would count the slices other jobs take (the decoder itself is single-threaded)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        function()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def bench(
+    codec: Pose2DCodec, size, count: int, frames: int, noise: float, seed: int, repeats: int = 5
+) -> dict:
+    """Median over frames of the per-frame time (ms, best of `repeats`) of the whole decode and
+    of peak finding alone, and the mean number of people found."""
+    rng = np.random.default_rng(seed)
+    maps = []
+    for _ in range(frames):
+        targets = codec.encode(people_keypoints(rng, size, count), size)
+        heatmaps, pafs = targets["heatmaps"], targets["pafs"]
+        if noise > 0:
+            heatmaps = heatmaps + rng.normal(0, noise, heatmaps.shape).astype(np.float32)
+            pafs = pafs + rng.normal(0, noise, pafs.shape).astype(np.float32)
+        maps.append((heatmaps, pafs))
+    transform = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
+    codec.decode(*maps[0], transform)  # warm-up
+    total, peaks, found = [], [], []
+    for heatmaps, pafs in maps:
+        total.append(_best_time(lambda h=heatmaps, p=pafs: codec.decode(h, p, transform), repeats))
+        peaks.append(
+            _best_time(lambda h=heatmaps: find_peaks(h[:18], codec.peak_threshold), repeats)
+        )
+        found.append(len(codec.decode(heatmaps, pafs, transform)[0]))
+    return {
+        "people": count,
+        "decode_ms": 1e3 * statistics.median(total),
+        "peaks_ms": 1e3 * statistics.median(peaks),
+        "found": statistics.mean(found),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=parse_size, default=(512, 320), help="input WxH")
+    parser.add_argument("--people", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--frames", type=int, default=50)
+    parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std on the maps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=5, help="runs per frame; the best counts")
+    args = parser.parse_args(argv)
+    codec = Pose2DCodec()
+    width, height = args.size
+    print(
+        f"decode per frame at {width}x{height} input, {args.frames} frames (best of "
+        f"{args.repeats} runs each, CPU time), map noise {args.noise}"
+    )
+    print("people  decode ms (median)  of which peaks ms  people found (mean)")
+    for count in args.people:
+        row = bench(codec, args.size, count, args.frames, args.noise, args.seed, args.repeats)
+        print(
+            f"{row['people']:6d}  {row['decode_ms']:18.2f}  {row['peaks_ms']:17.2f}"
+            f"  {row['found']:19.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
