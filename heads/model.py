@@ -13,10 +13,13 @@ from selecsls.backbones import build_backbone, canonical_name
 from selecsls.backbones.fusion import fuse_bn_structure
 
 from .classification import ClassificationHead
+from .prune import apply_pruned_config
+from .xnect2d import XNect2DHead
 
 # Head name -> constructor taking (feature_specs, **kwargs); its signature is the config schema.
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "classification": ClassificationHead,
+    "xnect2d": XNect2DHead,
 }
 
 
@@ -49,7 +52,8 @@ def build_model(config: dict[str, Any]) -> Model:
     """Build from {"backbone": name, "heads": {head_name: {kwarg: value}}, "fused": bool}.
 
     "fused": true builds the BN-folded layout (`selecsls.backbones.fusion`), whose weights then
-    come from a checkpoint. Unknown head names and arguments raise ValueError naming the choices.
+    come from a checkpoint; "pruned": {...} (from `selecsls.heads.prune`) then narrows it to the
+    stored pruned widths. Unknown head names and arguments raise ValueError naming the choices.
     """
     config = copy.deepcopy(config)
     config["backbone"] = canonical_name(config["backbone"])
@@ -63,7 +67,10 @@ def build_model(config: dict[str, Any]) -> Model:
         except TypeError as err:
             raise ValueError(f"bad arguments for head {name!r}: {err}") from None
     model = Model(backbone, heads, config)
-    return fuse_bn_structure(model) if config.get("fused") else model
+    model = fuse_bn_structure(model) if config.get("fused") else model
+    if config.get("pruned"):  # widths written by selecsls.heads.prune.prune_model
+        model = apply_pruned_config(model, config["pruned"])
+    return model
 
 
 def classifier_config(name: str, num_classes: int = 1000) -> dict[str, Any]:
