@@ -1,0 +1,241 @@
+"""The benchmark tool's logic on tiny inputs: modes build and run, tables and JSON are well formed,
+user mistakes give clear errors, training reports positive memory. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from selecsls.heads import build_classifier, save_model
+from selecsls.tools import bench_models, benchmark
+from selecsls.tools.bench_models import (
+    BenchmarkError,
+    check_folding,
+    fold_bn_generic,
+    prepare,
+    resolve_model,
+)
+from selecsls.tools.bench_timing import Case, Progress, measure_forward, summarize
+
+# One thread: on a shared 2-core machine two OpenMP threads can wait on each other for seconds.
+TINY = [
+    "--sizes",
+    "32",
+    "--batches",
+    "1",
+    "--reps",
+    "1",
+    "--warmup",
+    "1",
+    "--quiet",
+    "--threads",
+    "1",
+]
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every markdown table in `text` as rows of cells (separator rows dropped); checks that
+    all rows of a table have the header's number of cells."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(re.fullmatch(r"-+:?", c) for c in cells):
+                current.append(cells)
+        elif current:
+            assert len({len(r) for r in current}) == 1, current
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_every_mode_runs_for_selecsls_and_resnet(tmp_path, capsys):
+    out_json = tmp_path / "bench.json"
+    modes = ["eager", "deploy", "bf16", "fp16"]
+    argv = [
+        "--models",
+        "selecsls42b",
+        "resnet50",
+        "--modes",
+        *modes,
+        *TINY,
+        "--json",
+        str(out_json),
+    ]
+    assert benchmark.main(argv) == 0
+    text = capsys.readouterr().out
+    times, ratios, fastest = markdown_tables(text)
+    rows = [f"{m}/{mode}" for m in ("selecsls42b", "resnet50") for mode in modes]
+    assert [r[0] for r in times[1:]] == rows
+    assert times[0] == ["model/mode", "32x32 b1"]
+    for row in times[1:]:
+        assert float(row[1].split()[0]) > 0
+    for row in ratios[1:]:
+        assert float(row[1].rstrip("x")) > 0
+        if row[0].startswith("resnet50/"):  # each mode compares with resnet50 in the same mode
+            assert row[1] == "1.00x"
+    assert [r[0] for r in fastest[1:]] == ["selecsls42b", "resnet50"]
+
+    payload = json.loads(out_json.read_text())
+    assert payload["baseline"] == "resnet50"
+    records = payload["forward"]
+    assert len(records) == len(rows)
+    for rec in records:
+        assert rec["size"] == 32 and rec["batch"] == 1 and len(rec["times_ms"]) == 1
+        assert rec["min_ms"] <= rec["median_ms"] <= rec["max_ms"]
+    assert payload["machine"]["threads"] >= 1
+
+
+def test_compile_mode_runs_and_matches_eager():
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 4),
+    ).eval()
+    ready = prepare(model, "compile", torch.device("cpu"))
+    assert ready.channels_last
+    x = torch.randn(2, 3, 16, 16)
+    with torch.inference_mode():
+        got = ready.runner(x.contiguous(memory_format=torch.channels_last))
+        want = model(x)
+    assert got.dtype == torch.bfloat16  # autocast really on
+    torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
+
+
+def test_generic_bn_folding_is_exact_for_resnet50():
+    model = resolve_model("resnet50").build().eval()
+    folded, count = fold_bn_generic(model)
+    assert count == sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 53
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    check_folding(model)  # randomised BN statistics, raises on a mismatch
+
+
+def test_folding_check_catches_wrong_registration_order():
+    class Misordered(nn.Module):
+        """Registers conv then BN, but applies the BN to the input, not the conv output."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    with pytest.raises(BenchmarkError, match="changed the output"):
+        check_folding(Misordered())
+
+
+def test_checkpoint_path_is_benchmarked_under_its_file_name(tmp_path, capsys):
+    path = save_model(build_classifier("selecsls42b", num_classes=10), tmp_path / "small.pth")
+    assert benchmark.main(["--models", str(path), "--modes", "deploy", *TINY]) == 0
+    rows = [r[0] for r in markdown_tables(capsys.readouterr().out)[0][1:]]
+    assert rows == ["small/deploy"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--models", "resnet5"], "unknown model 'resnet5'"),
+        (["--models", "missing_file.pth"], "checkpoint file not found"),
+        (["--models", "selecsls42b", "--baseline", "resnet50/eager", "--train-only"], "baseline"),
+        (["--models", "resnet50", "--baseline", "resnet50/bf16"], "mode bf16 is not in --modes"),
+        (["--models", "not_a_checkpoint.pth"], "not_a_checkpoint.pth"),
+    ],
+)
+def test_user_mistakes_exit_cleanly(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "not_a_checkpoint.pth").write_text("not a pickle")
+    assert benchmark.main(argv + TINY) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_model_lists_valid_names_from_the_command_line():
+    cmd = [sys.executable, "-m", "selecsls.tools.benchmark", "--models", "nonsense"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    for name in ("selecsls60", "resnet50", "timm:vovnet39a", "checkpoint path"):
+        assert name in proc.stderr
+
+
+def test_unknown_mode_is_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(["--modes", "turbo"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "turbo" in err and "eager" in err and "Traceback" not in err
+
+
+def test_missing_timm_skips_timm_models_with_a_note(monkeypatch, capsys):
+    monkeypatch.setattr(bench_models, "timm_available", lambda: False)
+    assert benchmark.main(["--models", "selecsls42b", "timm:selecsls42b", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert [r[0] for r in markdown_tables(out)[0][1:]] == ["selecsls42b/eager"]
+    assert "note: skipped timm:selecsls42b: timm is not installed" in out
+
+
+def test_models_are_interleaved_and_rotated():
+    calls: list[str] = []
+    cases = [Case(name, lambda x, n=name: calls.append(n), False) for name in "abc"]
+    measure_forward(
+        cases,
+        [8],
+        [1, 2],
+        reps=3,
+        warmup=0,
+        device=torch.device("cpu"),
+        progress=Progress(6, quiet=True),
+    )
+    assert calls[:9] == list("abcbcacab")
+    assert all(len(case.times[(8, b)]) == 3 for case in cases for b in (1, 2))
+
+
+def test_summarize_quartiles():
+    stats = summarize([5.0, 1.0, 3.0, 2.0, 4.0])
+    assert (stats["median_ms"], stats["q1_ms"], stats["q3_ms"]) == (3.0, 2.0, 4.0)
+    assert (stats["min_ms"], stats["max_ms"]) == (1.0, 5.0)
+    assert summarize([7.0])["q1_ms"] == summarize([7.0])["q3_ms"] == 7.0
+
+
+def test_train_measurement_reports_positive_memory(tmp_path, capsys):
+    out_json = tmp_path / "train.json"
+    argv = [
+        "--models",
+        "selecsls42b",
+        "resnet50",
+        "--train-only",
+        "--train-batch",
+        "2",
+        "--train-size",
+        "32",
+        "--reps",
+        "1",
+        "--warmup",
+        "1",
+        "--quiet",
+        "--threads",
+        "1",
+        "--json",
+        str(out_json),
+    ]
+    assert benchmark.main(argv) == 0
+    results = json.loads(out_json.read_text())["train"]
+    assert [r["model"] for r in results] == ["selecsls42b", "resnet50"]
+    for r in results:
+        assert "error" not in r, r
+        assert r["peak_mb"] > 0 and r["median_ms"] > 0
+    # Weights alone are ~130 MB (42b) and ~100 MB (resnet50) in fp32: the peak must exceed them.
+    assert results[0]["peak_mb"] > 4 * results[0]["params_m"]
+    (table,) = markdown_tables(capsys.readouterr().out)
+    assert table[0][-1] == "peak memory vs resnet50" and table[2][-1] == "1.00x"
