@@ -15,11 +15,13 @@ from selecsls.backbones.fusion import fuse_bn_structure
 from .classification import ClassificationHead
 from .prune import apply_pruned_config
 from .xnect2d import XNect2DHead
+from .xnect3d import XNect3DHead
 
 # Head name -> constructor taking (feature_specs, **kwargs); its signature is the config schema.
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "classification": ClassificationHead,
     "xnect2d": XNect2DHead,
+    "xnect3d": XNect3DHead,
 }
 
 

@@ -195,3 +195,35 @@ JOINTS21_NEIGHBOURS: tuple[tuple[int, ...], ...] = kinematic_neighbours()
 
 # JOINTS21_FROM_COCO17[j] = COCO index of 3D joint j, -1 where COCO has no such keypoint.
 JOINTS21_FROM_COCO17: tuple[int, ...] = _index_map(JOINTS21_NAMES, COCO17_NAMES)
+
+# The 2D detection that stands for each 3D joint in the Stage I read-out and in Stage II's 2D input:
+# JOINTS21_FROM_OPENPOSE18[j] = OpenPose-18 index, -1 where the 2D branch detects no such point
+# (head top, pelvis, spine, hands, feet: they are read at a kinematic neighbour's location). The
+# 2D branch has no head-centre keypoint; the nose, ~10 cm in front of it, stands in for it.
+_READOUT_ALIASES = {"head": "nose"}
+JOINTS21_FROM_OPENPOSE18: tuple[int, ...] = tuple(
+    OPENPOSE18_NAMES.index(_READOUT_ALIASES.get(n, n))
+    if _READOUT_ALIASES.get(n, n) in OPENPOSE18_NAMES
+    else -1
+    for n in JOINTS21_NAMES
+)
+# The 3D joints with a 2D detection of their own (the read-out locations).
+JOINTS21_DETECTED: tuple[int, ...] = tuple(
+    j for j, k in enumerate(JOINTS21_FROM_OPENPOSE18) if k >= 0
+)
+
+
+def coco17_to_joints21_2d(keypoints: np.ndarray) -> np.ndarray:
+    """(..., 17, 3) COCO (x, y, score-or-v) -> (..., 21, 3) 2D points in the 21-joint order via
+    JOINTS21_FROM_OPENPOSE18 (neck from the shoulders, head from the nose); joints without a 2D
+    detection get (0, 0, 0)."""
+    openpose = coco17_to_openpose18(keypoints)
+    index = np.array(JOINTS21_FROM_OPENPOSE18)
+    out = openpose[..., np.maximum(index, 0), :].copy()
+    out[..., index < 0, :] = 0
+    return out
+
+
+# COCO17_FROM_JOINTS21[k] = 3D-joint index of COCO keypoint k, -1 for the face points: the 2D
+# keypoints of a 3D-only person (MuCo) for the 2D branch (`datasets.muco` takes it as an argument).
+COCO17_FROM_JOINTS21: tuple[int, ...] = _index_map(COCO17_NAMES, JOINTS21_NAMES)
