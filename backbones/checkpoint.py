@@ -39,7 +39,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         with warnings.catch_warnings():  # torch warns about pickle protocols of foreign files
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except (pickle.UnpicklingError, KeyError, IndexError, UnicodeDecodeError):
+        # torch's restricted unpickler fails with these on text and other non-pickle files
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint: either another kind of file, or a "
             "pickle holding Python objects besides tensors and plain containers (refused, "
@@ -84,6 +85,10 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates owner-only files; give the checkpoint the usual umask permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -37,7 +37,8 @@ class Pose2DCodec:
     band half-width in cells; size_divisor: the backbone's total stride (fixes the map size);
     peak_threshold: minimum heatmap peak; paf_samples / paf_min_score / paf_min_ratio: limb
     scoring (a candidate limb needs PAF . direction > paf_min_score on > paf_min_ratio of the
-    samples); min_keypoints: fewest keypoints a decoded person keeps.
+    samples); min_keypoints: fewest keypoints a decoded person keeps; max_peaks: most peaks kept
+    per keypoint type (the highest), which bounds decoding time on noisy maps.
     """
 
     stride: int = 8
@@ -49,6 +50,7 @@ class Pose2DCodec:
     paf_min_score: float = 0.05
     paf_min_ratio: float = 0.8
     min_keypoints: int = 3
+    max_peaks: int = 64
 
     def __post_init__(self) -> None:
         if self.size_divisor % self.stride:
@@ -170,7 +172,7 @@ class Pose2DCodec:
         input pixels) is given, else in input pixels; undetected keypoints are (0, 0, 0).
         """
         heatmaps, pafs = to_numpy(heatmaps), to_numpy(pafs)
-        peaks = find_peaks(heatmaps[:NUM_KEYPOINTS], self.peak_threshold)
+        peaks = find_peaks(heatmaps[:NUM_KEYPOINTS], self.peak_threshold, self.max_peaks)
         people, scores = group_people(
             peaks,
             pafs,

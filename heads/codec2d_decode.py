@@ -28,8 +28,11 @@ def to_numpy(array) -> np.ndarray:
     return np.asarray(array, dtype=np.float32)
 
 
-def find_peaks(heatmaps: np.ndarray, threshold: float) -> Peaks:
+def find_peaks(heatmaps: np.ndarray, threshold: float, max_per_kind: int | None = None) -> Peaks:
     """(K, h, w) heatmaps -> local maxima above `threshold`, refined to sub-cell precision.
+
+    At most `max_per_kind` peaks (the highest) are kept per keypoint type: noisy maps from an
+    untrained or weak network otherwise yield thousands of peaks and make grouping crawl.
 
     A cell is a peak if it is >= its 8 neighbours and strictly > the 4 neighbours that come
     before it in raster order, so a plateau of equal values yields exactly one peak. The offset
@@ -50,10 +53,21 @@ def find_peaks(heatmaps: np.ndarray, threshold: float) -> Peaks:
             is_peak &= (centre > neighbour) if before else (centre >= neighbour)
     kind, row, col = np.nonzero(is_peak)
     score = centre[kind, row, col]
+    if max_per_kind is not None and len(kind) > max_per_kind:
+        kind, row, col, score = _top_per_kind(kind, row, col, score, max_per_kind)
     offset_x = _parabola_offset(padded, kind, row + 1, col + 1, 0, 1)
     offset_y = _parabola_offset(padded, kind, row + 1, col + 1, 1, 0)
     xy = np.stack([col + offset_x, row + offset_y], axis=1).astype(np.float32)
     return Peaks(kind.astype(np.int64), xy, score.astype(np.float32))
+
+
+def _top_per_kind(kind, row, col, score, limit: int) -> tuple[np.ndarray, ...]:
+    """Keep the `limit` highest-scoring peaks of each kind, in (kind, descending score) order."""
+    order = np.lexsort((-score, kind))
+    kind, row, col, score = kind[order], row[order], col[order], score[order]
+    first_of_kind = np.searchsorted(kind, kind, side="left")
+    keep = np.arange(len(kind)) - first_of_kind < limit
+    return kind[keep], row[keep], col[keep], score[keep]
 
 
 def _parabola_offset(padded, kind, row, col, dy: int, dx: int) -> np.ndarray:

@@ -140,3 +140,17 @@ def test_evaluation_guards(tmp_path):
     assert len(kept) == 20 and min(r["score"] for r in kept) == 10
     with pytest.raises(FileNotFoundError):
         evaluate_keypoints(tmp_path / "missing.json", many)
+
+
+def test_peak_cap_keeps_the_highest_per_keypoint_type():
+    from selecsls.heads.codec2d_decode import find_peaks
+
+    rng = np.random.default_rng(0)
+    noise = rng.random((3, 40, 64)).astype(np.float32)  # thousands of local maxima
+    every = find_peaks(noise, 0.1)
+    capped = find_peaks(noise, 0.1, max_per_kind=5)
+    assert len(every.kind) > 3 * 5
+    assert np.bincount(capped.kind, minlength=3).tolist() == [5, 5, 5]
+    for k in range(3):
+        best = np.sort(every.score[every.kind == k])[::-1][:5]
+        assert np.allclose(np.sort(capped.score[capped.kind == k])[::-1], best)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import pytest
@@ -122,6 +123,8 @@ def test_bad_files_give_clear_errors(tmp_path):
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     text = tmp_path / "notes.txt"
     text.write_text("not weights\n")
+    letter = tmp_path / "letter.txt"
+    letter.write_text("e")  # torch's unpickler fails on this with a bare KeyError
     listing = tmp_path / "list.pth"
     torch.save([1, 2, 3], listing)
     evil = tmp_path / "evil.pth"
@@ -131,6 +134,7 @@ def test_bad_files_give_clear_errors(tmp_path):
     cases = {
         truncated: "not a readable PyTorch checkpoint",
         text: "not a readable PyTorch checkpoint",
+        letter: "not a readable PyTorch checkpoint",
         evil: "not a readable PyTorch checkpoint",
         listing: "holds a list, not a dict of weights",
         empty: "no state dict of tensors found",
@@ -154,3 +158,10 @@ def test_atomic_save_keeps_previous_file_on_failure(tmp_path):
         atomic_save({"a": Unpicklable()}, path)
     assert torch.equal(read_checkpoint(path)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pth"]
+
+
+def test_atomic_save_uses_umask_permissions(tmp_path):
+    path = atomic_save({"a": torch.ones(1)}, tmp_path / "shared.pth")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
