@@ -1,0 +1,209 @@
+"""The demo end to end on a generated video of synthetic people, headless.
+
+An oracle network (its forward returns the codec's encoding of the known people of each frame)
+goes through the same runner, decoder, tracker, drawing and writers as a real model, so the test
+can check what is drawn and tracked against the ground truth. A random-weight checkpoint then
+goes through the real command line once (plumbing: frames in = frames out, well-formed JSON).
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from selecsls.datasets.augment import EvalResize
+from selecsls.datasets.synthetic_people import render_image
+from selecsls.heads import build_model, save_model
+from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.tools import demo, demo_runtime
+from selecsls.tools._cli import run_cli
+from selecsls.tools.demo_runtime import PoseEstimator, TorchRunner
+from selecsls.tools.demo_sources import open_source
+from selecsls.tools.demo_tracking import Tracker
+
+SIZE = (384, 256)  # frame W x H
+INPUT = (320, 224)  # network input: letterboxing scales the frame
+FRAMES = 10
+SHIFT = 4  # pixels per frame: the people walk right
+
+
+def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A synthetic image with at least 2 labelled people: (image, COCO keypoints (P, 17, 3),
+    3D joints (P, 21, 3) mm)."""
+    for index in range(50):
+        image, _, people = render_image(index, 5, *SIZE, 3)
+        people = [p for p in people if p["num_keypoints"] >= 8]
+        if len(people) >= 2:
+            keypoints = np.array([p["keypoints"] for p in people], np.float32).reshape(-1, 17, 3)
+            joints = np.array([p["keypoints_3d"] for p in people], np.float32)
+            return image, keypoints, joints
+    raise AssertionError("no synthetic image with 2 people")
+
+
+def shifted(keypoints: np.ndarray, t: int) -> np.ndarray:
+    out = keypoints.copy()
+    out[..., 0] += SHIFT * t
+    out[(out[..., 0] > SIZE[0] - 1) | (out[..., 2] == 0)] = 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """(video path, per-frame keypoints list, 3D joints): the scene panned right."""
+    image, keypoints, joints = scene()
+    path = tmp_path_factory.mktemp("clip") / "people.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, SIZE)
+    truth = []
+    for t in range(FRAMES):
+        matrix = np.float32([[1, 0, SHIFT * t], [0, 1, 0]])
+        writer.write(cv2.warpAffine(image, matrix, SIZE, borderMode=cv2.BORDER_REPLICATE))
+        truth.append(shifted(keypoints, t))
+    writer.release()
+    return path, truth, joints
+
+
+class Oracle(nn.Module):
+    """A 'network' whose outputs are the codec's encoding of the known people of frame t."""
+
+    def __init__(self, truth: list[np.ndarray], extra_3d: bool = False) -> None:
+        super().__init__()
+        self.truth, self.extra_3d, self.t = truth, extra_3d, 0
+        self.matrix = EvalResize(INPUT).matrix(*SIZE)
+        self.codec = Pose2DCodec()
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        assert images.shape == (1, 3, INPUT[1], INPUT[0])
+        people = self.truth[self.t].copy()
+        people[..., :2] = people[..., :2] * self.matrix[0, 0] + self.matrix[:, 2]
+        self.t += 1
+        maps = self.codec.encode(people, INPUT)
+        out = {k: torch.from_numpy(maps[k])[None] for k in ("heatmaps", "pafs")}
+        if self.extra_3d:
+            out["test3d"] = torch.zeros(1, 1, 1, 1)
+        return out
+
+
+def read_video(path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def test_oracle_video_tracked_and_drawn(clip, tmp_path):
+    path, truth, _ = clip
+    estimator = PoseEstimator(TorchRunner(Oracle(truth)), INPUT)
+    options = demo.Options(str(tmp_path / "out.mp4"), str(tmp_path / "people.json"))
+    summary = demo.run(estimator, open_source(str(path)), Tracker(), options)
+    assert summary["frames"] == FRAMES and summary["skipped"] == 0
+
+    inputs, outputs = read_video(path), read_video(tmp_path / "out.mp4")
+    assert len(outputs) == FRAMES and outputs[0].shape == inputs[0].shape
+    for t in range(FRAMES):
+        changed = np.abs(outputs[t].astype(int) - inputs[t].astype(int)).max(-1) > 80
+        changed[:40, :200] = False  # the FPS counter
+        near = np.zeros_like(changed)
+        for person in truth[t]:
+            found = person[person[:, 2] > 0, :2]
+            (x0, y0), (x1, y1) = found.min(0) - 15, found.max(0) + 15
+            box = changed[max(int(y0), 0) : int(y1), max(int(x0), 0) : int(x1)]
+            assert box.sum() > 30, f"frame {t}: no skeleton drawn on a person"
+            near[max(int(y0), 0) : int(y1), max(int(x0), 0) : int(x1)] = True
+        assert changed[~near].sum() <= 0.02 * changed.sum() + 5, f"frame {t}: drawing off people"
+
+    frames = json.loads((tmp_path / "people.json").read_text())["frames"]
+    assert len(frames) == FRAMES
+    ids_of_person: dict[int, set] = {}
+    for t, record in enumerate(frames):
+        assert len(record["people"]) == len(truth[t])
+        for person in record["people"]:
+            keypoints = np.array(person["keypoints"])
+            errors = [keypoint_error(keypoints, gt) for gt in truth[t]]
+            assert min(errors) < 8.0, f"frame {t}: decoded person far from every true person"
+            ids_of_person.setdefault(int(np.argmin(errors)), set()).add(person["id"])
+    # every true person keeps one id, and different people have different ids
+    assert all(len(ids) == 1 for ids in ids_of_person.values()), ids_of_person
+    assert len(set.union(*ids_of_person.values())) == len(truth[0])
+
+
+def keypoint_error(keypoints: np.ndarray, truth: np.ndarray) -> float:
+    both = (keypoints[:, 2] > 0) & (truth[:, 2] > 0)
+    if not both.any():
+        return float("inf")
+    return float(np.linalg.norm(keypoints[both, :2] - truth[both, :2], axis=1).mean())
+
+
+def test_3d_hook_adds_panel_and_json(clip, tmp_path, monkeypatch):
+    path, truth, joints = clip
+
+    def readout(outputs, keypoints, transform):
+        assert outputs["test3d"].shape == (1, 1, 1) and transform.shape == (2, 3)
+        return np.repeat(joints[:1], len(keypoints), axis=0)
+
+    monkeypatch.setitem(demo_runtime.POSE3D_READOUTS, "test3d", readout)
+    estimator = PoseEstimator(TorchRunner(Oracle(truth, extra_3d=True)), INPUT)
+    options = demo.Options(str(tmp_path / "out.avi"), str(tmp_path / "p.json"), max_frames=3)
+    assert demo.run(estimator, open_source(str(path)), Tracker(), options)["frames"] == 3
+    outputs = read_video(tmp_path / "out.avi")
+    assert len(outputs) == 3
+    assert outputs[0].shape == (SIZE[1], SIZE[0] + SIZE[1], 3)  # square 3D panel on the right
+    panel = outputs[0][:, SIZE[0] :]
+    assert (panel.max(-1) > 120).sum() > 100  # skeleton lines drawn on the dark panel
+    people = json.loads((tmp_path / "p.json").read_text())["frames"][0]["people"]
+    assert np.allclose(people[0]["keypoints_3d"], joints[0], atol=0.06)
+
+
+def test_cli_random_checkpoint_end_to_end(clip, tmp_path, capsys):
+    path = clip[0]
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "random.pt"
+    save_model(build_model({"backbone": "selecsls42", "heads": {"xnect2d": {}}}), checkpoint)
+    video, people = tmp_path / "o.mp4", tmp_path / "o.json"
+    argv = ["--checkpoint", str(checkpoint), "--input", str(path), "--input-size", "160x96"]
+    argv += ["--output", str(video), "--json", str(people), "--headless", "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:  # 1 thread: on a busy 2-core machine 2 threads spin-wait (see docs/demo.md)
+        assert demo.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)  # --threads is process-wide
+    assert f"{FRAMES} frames (0 unreadable skipped)" in capsys.readouterr().out
+    assert len(read_video(video)) == FRAMES
+    payload = json.loads(people.read_text())
+    assert payload["frame_count"] == FRAMES and len(payload["frames"]) == FRAMES
+    assert payload["input_size"] == [160, 96] and len(payload["keypoint_names"]) == 17
+    for t, record in enumerate(payload["frames"]):
+        assert record["frame"] == t and isinstance(record["people"], list)
+        for person in record["people"]:
+            assert np.array(person["keypoints"]).shape == (17, 3)
+
+
+def test_cli_errors_are_clear(clip, tmp_path, capsys):
+    path = str(clip[0])
+    classifier = tmp_path / "classifier.pt"
+    save_model(build_model({"backbone": "selecsls42", "heads": {}}), classifier)
+    missing = str(tmp_path / "missing.pt")
+    out_json = str(tmp_path / "j.json")
+    cases = [
+        ([missing, "--input", str(tmp_path / "nope.mp4")], "input not found"),
+        ([missing, "--input", path], "checkpoint not found"),
+        ([missing, "--input", path, "--backend", "tensorrt"], "unknown backend"),
+        ([missing, "--input", path, "--input-size", "big"], "512x320"),
+        ([missing, "--input", path, "--output", str(tmp_path / "x" / "o.mp4")], "does not exist"),
+        ([str(classifier), "--input", path], "no 2D pose head"),
+        ([str(tmp_path / "m.onnx"), "--input", path, "--backend", "onnxruntime"], "not found"),
+    ]
+    for argv, message in cases:
+        code = run_cli(demo.main, ["--checkpoint", *argv, "--json", out_json, "--headless"])
+        assert code == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert run_cli(demo.main, ["--checkpoint", missing, "--input", path, "--headless"]) == 2
+    assert "--output" in capsys.readouterr().err  # nothing to show or write
+    assert not (tmp_path / "j.json").exists()

@@ -1,0 +1,166 @@
+"""Time the demo's stages per frame (read, preprocess, network, decode, track + draw) for several
+inference modes on the same frames, in one process:
+
+    python -m selecsls.tools.demo_bench --backbone selecsls60 --size 512x320 --frames 20 --threads 1
+
+Frames: a video of synthetic people (`datasets.synthetic_people`) at the input size, so reading
+includes real video decoding. The network is a random-weight pose model (speed does not depend on
+the weights); its outputs are replaced by the codec's encoding of the frame's true people before
+decoding, so decode / track / draw see a realistic number of people rather than the noise of an
+untrained network. Times are CPU seconds of this process (the machine may be shared: wall time
+would count other jobs' slices); with --threads 1 a frame's CPU time is the wall time it takes on
+one idle core. Wall-clock fps is printed too, for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from selecsls.datasets.synthetic_people import render_image
+from selecsls.heads import build_model, save_model
+from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.tools.demo import annotate
+from selecsls.tools.demo_runtime import OnnxRunner, PoseEstimator, TorchRunner, parse_size
+from selecsls.tools.demo_sources import open_source
+from selecsls.tools.demo_tracking import Tracker
+
+STAGES = ("read", "preprocess", "network", "decode", "track+draw")
+
+
+def make_video(path: Path, size: tuple[int, int], count: int, seed: int) -> list[np.ndarray]:
+    """Write `count` synthetic frames (4 distinct scenes, each panned) to `path`; returns each
+    frame's true COCO keypoints (P, 17, 3)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
+    scenes = []
+    for index in range(4):
+        image, _, people = render_image(index, seed, *size, 6)
+        keypoints = [p["keypoints"] for p in people if p["num_keypoints"] > 0]
+        scenes.append((image, np.array(keypoints, np.float32).reshape(-1, 17, 3)))
+    truth = []
+    for t in range(count):
+        image, keypoints = scenes[(t // 8) % len(scenes)]
+        shift = 2 * (t % 8)
+        matrix = np.float32([[1, 0, shift], [0, 1, 0]])
+        writer.write(cv2.warpAffine(image, matrix, size, borderMode=cv2.BORDER_REPLICATE))
+        moved = keypoints.copy()
+        moved[..., 0] += shift
+        moved[moved[..., 2] == 0] = 0
+        truth.append(moved)
+    writer.release()
+    return truth
+
+
+class Stopwatch:
+    """Accumulates CPU (process) and wall time per stage."""
+
+    def __init__(self) -> None:
+        self.cpu = dict.fromkeys(STAGES, 0.0)
+        self.wall = 0.0
+        self._cpu = time.process_time()
+
+    def lap(self, stage: str) -> None:
+        now = time.process_time()
+        self.cpu[stage] += now - self._cpu
+        self._cpu = now
+
+
+def time_pipeline(estimator: PoseEstimator, video: Path, truth: list, warmup: int) -> dict:
+    """Run every frame of `video` through the demo's stages; per-frame ms of each stage (frames
+    after the first `warmup`), total, CPU fps and wall fps."""
+    codec, tracker = estimator.codec, Tracker()
+    source = open_source(str(video))
+    frames = iter(source)
+    watch, measured, wall_start = None, 0, 0.0
+    for t, frame_truth in enumerate(truth):
+        if t == warmup:
+            watch, wall_start = Stopwatch(), time.perf_counter()
+        clock = watch or Stopwatch()
+        frame = next(frames)
+        clock.lap("read")
+        images, matrix = estimator.preprocess(frame.image)
+        clock.lap("preprocess")
+        estimator.runner(images)
+        clock.lap("network")
+        # decode the true people's maps (see the module docstring)
+        people = frame_truth.copy()
+        people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
+        maps = codec.encode(people, estimator.input_size)
+        clock._cpu = time.process_time()  # encoding is test scaffolding, not demo work
+        keypoints, scores = codec.decode(maps["heatmaps"], maps["pafs"], matrix)
+        clock.lap("decode")
+        people = tracker.update(keypoints, scores, frame.time)
+        annotate(frame.image, people, _NoPose3D, 0.0, 0)
+        clock.lap("track+draw")
+        measured += t >= warmup
+    source.close()
+    wall = time.perf_counter() - wall_start
+    ms = {k: 1e3 * v / measured for k, v in watch.cpu.items()}
+    ms["total"] = sum(ms.values())
+    ms["cpu_fps"] = 1e3 / ms["total"]
+    ms["wall_fps"] = measured / wall
+    return ms
+
+
+class _NoPose3D:
+    poses3d = None
+
+
+def variants(model, size, onnx_path: Path | None, threads: int) -> dict:
+    """name -> PoseEstimator, for the inference modes compared."""
+    out = {
+        "pytorch fp32 (BN unfused, NCHW)": TorchRunner(model, "cpu", "fp32", fuse=False),
+        "pytorch fp32, BN folded, channels_last": TorchRunner(model, "cpu", "fp32"),
+        "pytorch bf16, BN folded, channels_last": TorchRunner(model, "cpu", "bf16"),
+    }
+    if onnx_path is not None:
+        out["onnxruntime fp32 (BN folded)"] = OnnxRunner(onnx_path, threads)
+    return {name: PoseEstimator(runner, size, Pose2DCodec()) for name, runner in out.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbone", default="selecsls60")
+    p.add_argument("--size", default="512x320", help="frame and network input WxH")
+    p.add_argument("--frames", type=int, default=20, help="frames timed (after 3 warm-up)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    size, warmup = parse_size(args.size), 3
+    torch.manual_seed(0)
+    model = build_model({"backbone": args.backbone, "heads": {"xnect2d": {}}}).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        video = Path(folder) / "people.mp4"
+        truth = make_video(video, size, args.frames + warmup, args.seed)
+        onnx_path = None
+        if not args.no_onnx:
+            from selecsls.tools.export import export_checkpoint
+
+            checkpoint = save_model(model, Path(folder) / "model.pt")
+            onnx_path = Path(folder) / "model.onnx"
+            export_checkpoint(str(checkpoint), str(onnx_path), size)
+        people = np.mean([len(t) for t in truth])
+        print(
+            f"{args.backbone} + xnect2d, {size[0]}x{size[1]}, {args.threads} thread(s), "
+            f"{args.frames} frames, {people:.1f} people per frame; ms per frame (CPU time)\n"
+        )
+        header = "| mode | " + " | ".join(STAGES) + " | total | fps (CPU) | fps (wall) |"
+        print(header + "\n|" + "---|" * (len(STAGES) + 4))
+        for name, estimator in variants(model, size, onnx_path, args.threads).items():
+            ms = time_pipeline(estimator, video, truth, warmup)
+            cells = " | ".join(f"{ms[k]:.1f}" for k in (*STAGES, "total"))
+            print(f"| {name} | {cells} | {ms['cpu_fps']:.1f} | {ms['wall_fps']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
