@@ -1,0 +1,222 @@
+"""Image transforms for classification: PIL in, uint8 CHW tensor out; normalise on the device.
+
+Train: RandomResizedCrop, horizontal flip, colour jitter. JPEGs take a fast path
+(`from_jpeg_bytes`: libjpeg-turbo through torchvision.io, then an antialiased crop-and-resize
+and the jitter on the uint8 tensor); other files go through PIL (`__call__`).
+Eval: resize the shorter side to image_size / crop_pct, then centre crop image_size.
+Images stay uint8 until the batch reaches the device, where `normalize_batch` converts them and
+`random_erasing` runs batched (both far cheaper there than per image in the data workers).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+from torchvision.transforms.v2 import functional as TF
+
+try:  # deprecated in torchvision 0.29 (moving to TorchCodec): without it, PIL decodes JPEGs too
+    from torchvision.io import ImageReadMode, decode_jpeg
+except ImportError:  # pragma: no cover - future torchvision
+    decode_jpeg = None
+
+INTERPOLATIONS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+RGB = ImageReadMode.RGB if decode_jpeg is not None else None
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_uint8_tensor(image: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)
+
+
+def random_crop_box(
+    width: int, height: int, scale: tuple[float, float], ratio: tuple[float, float]
+) -> tuple[int, int, int, int]:
+    """(left, top, w, h) of a random crop covering `scale` of the area at aspect `ratio`
+    (the RandomResizedCrop rule: 10 tries, then the largest centred crop within the ratios)."""
+    area = width * height
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * random.uniform(*scale)
+        aspect = math.exp(random.uniform(*log_ratio))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return random.randint(0, width - w), random.randint(0, height - h), w, h
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        w, h = round(height * ratio[1]), height
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def _draft(image: Image.Image, min_width: int, min_height: int) -> float:
+    """Let a JPEG decode at 1/2, 1/4 or 1/8 size when it stays >= the given size; returns the
+    factor by which coordinates shrank (1.0 for other formats)."""
+    if image.format != "JPEG" or image.mode not in ("RGB", "L", "CMYK"):
+        return 1.0
+    full = image.size
+    image.draft(image.mode, (max(min_width, 1), max(min_height, 1)))
+    return image.size[0] / full[0]
+
+
+class TrainTransform:
+    """PIL image (opened lazily) -> (3, size, size) uint8: random resized crop, flip, jitter."""
+
+    def __init__(
+        self,
+        size: int,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: float = 0.5,
+        color_jitter: float = 0.4,
+        interpolation: str = "bicubic",
+        fast_decode: bool = True,
+    ) -> None:
+        self.size, self.scale, self.ratio = size, tuple(scale), tuple(ratio)
+        self.hflip, self.jitter = hflip, color_jitter
+        self.resample = INTERPOLATIONS[interpolation]
+        # torchvision resizes tensors with all of these but lanczos (then PIL does it)
+        self.tensor_mode = (
+            None if interpolation == "lanczos" else TF.InterpolationMode(interpolation)
+        )
+        self.fast_decode = fast_decode  # ImageFolder uses from_jpeg_bytes for JPEGs when set
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        left, top, w, h = random_crop_box(*image.size, self.scale, self.ratio)
+        image = image.convert("RGB")
+        # resizing with a box resamples only the crop (no separate crop copy)
+        image = image.resize(
+            (self.size, self.size), self.resample, box=(left, top, left + w, top + h)
+        )
+        if random.random() < self.hflip:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.jitter > 0:
+            image = color_jitter(image, self.jitter)
+        return to_uint8_tensor(image)
+
+    def from_jpeg_bytes(self, data: bytes) -> torch.Tensor:
+        """The same augmentation for an encoded JPEG, decoded by libjpeg-turbo (torchvision.io;
+        grayscale and CMYK come out as RGB). Raises OSError for a corrupt or truncated file."""
+        if self.tensor_mode is None or decode_jpeg is None:
+            return self(Image.open(io.BytesIO(data)))
+        try:
+            with warnings.catch_warnings():  # the deprecation notice, on every call
+                warnings.simplefilter("ignore", DeprecationWarning)
+                image = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=RGB)
+        except RuntimeError as err:
+            raise OSError(str(err).strip().splitlines()[-1]) from None
+        height, width = image.shape[1:]
+        left, top, w, h = random_crop_box(width, height, self.scale, self.ratio)
+        image = TF.resized_crop(
+            image, top, left, h, w, [self.size, self.size], self.tensor_mode, antialias=True
+        )
+        if random.random() < self.hflip:
+            image = image.flip(-1)
+        if self.jitter > 0:
+            image = color_jitter_tensor(image, self.jitter)
+        return image.contiguous()
+
+
+def color_jitter(image: Image.Image, strength: float) -> Image.Image:
+    """Brightness, contrast and saturation each scaled by U(1 - s, 1 + s), in random order."""
+    ops = [ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color]
+    random.shuffle(ops)
+    for op in ops:
+        image = op(image).enhance(random.uniform(max(0.0, 1 - strength), 1 + strength))
+    return image
+
+
+def color_jitter_tensor(image: torch.Tensor, strength: float) -> torch.Tensor:
+    """`color_jitter` for a (3, H, W) uint8 tensor."""
+    ops = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation]
+    random.shuffle(ops)
+    for op in ops:
+        image = op(image, random.uniform(max(0.0, 1 - strength), 1 + strength))
+    return image
+
+
+class EvalTransform:
+    """PIL image -> (3, size, size) uint8: shorter side to size / crop_pct, centre crop."""
+
+    def __init__(
+        self,
+        size: int,
+        crop_pct: float = 0.875,
+        interpolation: str = "bicubic",
+        fast_decode: bool = False,
+    ) -> None:
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
+        self.size, self.crop_pct = size, crop_pct
+        self.resample = INTERPOLATIONS[interpolation]
+        # Off by default: evaluation numbers should not depend on the JPEG decoder's shortcut.
+        self.fast_decode = fast_decode
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        short = math.floor(self.size / self.crop_pct)
+        if self.fast_decode:
+            scale = short / min(image.size)
+            _draft(image, math.ceil(image.size[0] * scale), math.ceil(image.size[1] * scale))
+        image = image.convert("RGB")
+        width, height = image.size
+        if width <= height:
+            new = (short, max(1, round(height * short / width)))
+        else:
+            new = (max(1, round(width * short / height)), short)
+        image = image.resize(new, self.resample)
+        left = (new[0] - self.size) // 2
+        top = (new[1] - self.size) // 2
+        image = image.crop((left, top, left + self.size, top + self.size))
+        return to_uint8_tensor(image)
+
+
+def normalize_batch(
+    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> float32 (x / 255 - mean) / std, on the images' device."""
+    mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255
+    std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255
+    return (images.float() - mean_t) / std_t
+
+
+def random_erasing(
+    images: torch.Tensor,
+    prob: float,
+    scale: tuple[float, float] = (0.02, 1 / 3),
+    ratio: tuple[float, float] = (0.3, 3.3),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Per image with probability `prob`, replace one random rectangle by N(0, 1) noise
+    (timm's "pixel" mode, on normalised images). Modifies and returns `images` (N, C, H, W)."""
+    n, c, height, width = images.shape
+    if prob <= 0:
+        return images
+    draws = torch.rand(n, 5, generator=generator).tolist()
+    for i, (p, s, r, y, x) in enumerate(draws):
+        if p >= prob:
+            continue
+        area = height * width * (scale[0] + s * (scale[1] - scale[0]))
+        aspect = math.exp(math.log(ratio[0]) + r * (math.log(ratio[1]) - math.log(ratio[0])))
+        h = min(height, max(1, round(math.sqrt(area * aspect))))
+        w = min(width, max(1, round(math.sqrt(area / aspect))))
+        top = min(int(y * (height - h + 1)), height - h)
+        left = min(int(x * (width - w + 1)), width - w)
+        noise = torch.randn(c, h, w, generator=generator, device="cpu").to(images)
+        images[i, :, top : top + h, left : left + w] = noise
+    return images

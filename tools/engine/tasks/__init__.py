@@ -1,0 +1,12 @@
+"""Tasks by name: the `task:` key of a config picks one (a plain dict; see base.Task)."""
+
+from __future__ import annotations
+
+from .base import Task
+from .classification import ClassificationTask
+
+TASKS: dict[str, type[Task]] = {
+    "classification": ClassificationTask,
+}
+
+__all__ = ["TASKS", "ClassificationTask", "Task"]

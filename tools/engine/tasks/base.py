@@ -1,0 +1,75 @@
+"""What the engine needs from a task (classification now; 2D/3D pose next).
+
+A task owns its config sections (`schema`: model, data, loss), builds the model and the two
+datasets, turns a batch into a dict of losses, and evaluates a model into a dict of metrics.
+The engine owns everything else: devices, DDP, AMP, optimiser, schedule, EMA, checkpoints, logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import Schema
+from ..distributed import DistInfo
+
+
+class Task:
+    """Base class: subclasses set `name`, `schema`, `best_metric`, and implement the methods."""
+
+    name: str = ""
+    schema: Schema = {}
+    best_metric: str = ""  # a key of evaluate()'s dict
+    best_mode: str = "max"  # "max" or "min"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def check(self) -> None:
+        """Raise (FileNotFoundError / ValueError naming the key) before anything is built."""
+
+    def prepare_data(self) -> None:
+        """Runs once, on rank 0 only, before datasets are built (e.g. write a built-in dataset)."""
+
+    def build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def build_datasets(self) -> tuple[Dataset, Dataset]:
+        raise NotImplementedError
+
+    def collate(self, items: list) -> Any:
+        raise NotImplementedError
+
+    def to_device(self, batch: Any, device: torch.device, train: bool, channels_last: bool) -> Any:
+        """Move a collated batch to the device and finish preprocessing there."""
+        raise NotImplementedError
+
+    def batch_size(self, batch: Any) -> int:
+        raise NotImplementedError
+
+    def losses(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        """Forward + losses; "loss" is the total that is back-propagated."""
+        raise NotImplementedError
+
+    def evaluate(
+        self,
+        model: nn.Module,
+        loader: Any,
+        info: DistInfo,
+        amp_dtype: torch.dtype | None,
+        channels_last: bool,
+        progress: bool = False,
+    ) -> dict[str, float]:
+        """Metrics over the whole validation set, reduced over ranks (identical on every rank)."""
+        raise NotImplementedError
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        """Task facts stored in every checkpoint (e.g. the class names, in index order)."""
+        return {}
+
+    def preview_images(self, batch: Any) -> torch.Tensor | None:
+        """(N, 3, H, W) float images in [0, 1] for TensorBoard, or None."""
+        return None

@@ -1,0 +1,314 @@
+"""The training loop shared by every task: one process, or one per device under torchrun.
+
+Per epoch: train (AMP, channels_last, gradient accumulation and clipping, EMA), evaluate the
+model (and its EMA), write summary.csv / TensorBoard, save last.pt (and best.pt) atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from . import checkpointing as ckpt
+from .config import dump_config
+from .distributed import DistInfo, ShardedSampler, barrier, gather_objects, init_distributed
+from .ema import ModelEma
+from .logs import RunLog
+from .optim import build_optimizer, build_scheduler
+from .precise_bn import recalibrate_bn
+from .tasks import Task
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def setup_process(config: dict[str, Any]) -> DistInfo:
+    """Threads, determinism, process group and seeds (seed + rank: ranks augment differently)."""
+    run = config["run"]
+    if run["threads"]:
+        torch.set_num_threads(run["threads"])
+    if run["deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+    info = init_distributed(run["device"], run["dist_backend"])
+    seed = run["seed"] + info.rank
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return info
+
+
+class Trainer:
+    """Builds everything from (task, config) and runs `fit()`; see the module docstring."""
+
+    def __init__(self, task: Task, config: dict[str, Any]) -> None:
+        self.task, self.config = task, config
+        run = config["run"]
+        self.info = info = setup_process(config)
+        self.out_dir = Path(run["out_dir"])
+        self.log = RunLog(self.out_dir, info.is_main, run["progress"])
+        if info.is_main:
+            task.prepare_data()
+            dump_config(config, self.out_dir / "config.yaml")
+        barrier(info)
+        self.amp_dtype = AMP_DTYPES[run["amp"]]
+        self.channels_last = run["channels_last"]
+        self._build_data()
+        self._build_model()
+        self.start_epoch, self.best = 0, None
+        self._maybe_resume()
+
+    def _build_data(self) -> None:
+        cfg, info, task = self.config, self.info, self.task
+        train_set, val_set = task.build_datasets()
+        data, seed = cfg["data"], cfg["run"]["seed"]
+        self.train_sampler = ShardedSampler(len(train_set), info, shuffle=True, seed=seed)
+        val_sampler = ShardedSampler(len(val_set), info, shuffle=False, pad=False)
+        # Workers are not persistent: each epoch's workers are seeded from the main RNG, which
+        # checkpoints restore, so a resumed run sees the same augmentations.
+        common = {
+            "num_workers": data["workers"],
+            "collate_fn": task.collate,
+            "pin_memory": info.device.type == "cuda",
+        }
+        self.train_loader = DataLoader(
+            train_set, data["batch_size"], sampler=self.train_sampler, drop_last=True, **common
+        )
+        self.val_loader = DataLoader(
+            val_set,
+            data["eval_batch_size"] or 2 * data["batch_size"],
+            sampler=val_sampler,
+            **common,
+        )
+        accum = cfg["optim"]["accum_steps"]
+        batches = len(self.train_loader)
+        if cfg["run"]["max_steps_per_epoch"]:
+            batches = min(batches, cfg["run"]["max_steps_per_epoch"] * accum)
+        if batches < accum:
+            raise ValueError(
+                f"an epoch has {batches} batches, fewer than optim.accum_steps={accum}: lower "
+                "data.batch_size or optim.accum_steps"
+            )
+        self.steps_per_epoch = batches // accum
+        self.batches_per_epoch = self.steps_per_epoch * accum
+        self.log.print(
+            f"data: {len(train_set)} train / {len(val_set)} val images, "
+            f"{self.steps_per_epoch} steps per epoch x {info.world_size} process(es)"
+        )
+
+    def _build_model(self) -> None:
+        cfg, info = self.config, self.info
+        model = self.task.build_model().to(info.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.ema = None
+        if cfg["ema"]["enabled"]:
+            self.ema = ModelEma(model, cfg["ema"]["decay"], cfg["ema"]["warmup"])
+        self.optimizer = build_optimizer(model, cfg["optim"])
+        self.scheduler = build_scheduler(self.optimizer, cfg["schedule"], self.steps_per_epoch)
+        fp16 = cfg["run"]["amp"] == "fp16"
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=fp16)
+        train_model: torch.nn.Module = model
+        if info.enabled:
+            ids = [info.device.index] if info.device.type == "cuda" else None
+            train_model = DistributedDataParallel(model, device_ids=ids)
+        if cfg["run"]["compile"]:
+            train_model = torch.compile(train_model)
+        self.train_model = train_model
+
+    def _maybe_resume(self) -> None:
+        resume = self.config["run"]["resume"]
+        if resume is False:
+            return
+        path = self.out_dir / "last.pt" if resume is True else Path(resume)
+        if not path.is_file():
+            self.log.print(f"run.resume: {path} does not exist yet, starting from scratch")
+            return
+        obj, _ = ckpt.read_train_state(path)
+        self.start_epoch, self.best = ckpt.restore(
+            obj,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            self.ema,
+            self.info.rank,
+            self.info.world_size,
+        )
+        if self.info.is_main:
+            trim_summary(self.out_dir / "summary.csv", self.start_epoch)
+        self.log.print(f"resumed from {path} after epoch {self.start_epoch}")
+
+    def fit(self) -> dict[str, float]:
+        """Train schedule.epochs epochs (from the resumed one); returns the last metrics."""
+        epochs, metrics = self.config["schedule"]["epochs"], {}
+        for epoch in range(self.start_epoch, epochs):
+            start = time.perf_counter()
+            train_stats = self.train_epoch(epoch)
+            every = self.config["eval"]["every"]
+            if (epoch + 1) % every == 0 or epoch + 1 == epochs:
+                metrics = self.evaluate(epoch)
+            self.end_epoch(epoch, train_stats, metrics, time.perf_counter() - start)
+        barrier(self.info)
+        self.log.close()
+        return metrics
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over this rank's shard; returns mean losses, lr and images/s (this rank)."""
+        task, accum = self.task, self.config["optim"]["accum_steps"]
+        clip = self.config["optim"]["clip_grad_norm"]
+        self.train_sampler.set_epoch(epoch)
+        self.train_model.train()
+        sums: dict[str, torch.Tensor] = {}
+        images, start = 0, time.perf_counter()
+        bar = self.log.bar(self.steps_per_epoch, f"epoch {epoch + 1}")
+        for i, batch in enumerate(self.train_loader):
+            if i >= self.batches_per_epoch:
+                break
+            if i == 0 and epoch == self.start_epoch:
+                self.log.images("train/inputs", task.preview_images(batch), epoch)
+            batch = task.to_device(batch, self.info.device, True, self.channels_last)
+            if task.batch_size(batch) == 0 and not self.info.enabled:
+                continue  # every file of the batch was unreadable (already warned about)
+            last = (i + 1) % accum == 0
+            sync = nullcontext() if last or not self.info.enabled else self.train_model.no_sync()
+            with sync:
+                with torch.autocast(
+                    self.info.device.type,
+                    dtype=self.amp_dtype or torch.float32,
+                    enabled=self.amp_dtype is not None,
+                ):
+                    losses = task.losses(self.train_model, batch)
+                self.scaler.scale(losses["loss"] / accum).backward()
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().float()
+            images += task.batch_size(batch)
+            if last:
+                self._step(clip)
+                bar.update(1)
+                step = epoch * self.steps_per_epoch + (i + 1) // accum
+                if step % self.config["run"]["log_every"] == 0:
+                    self._log_step(bar, sums, i + 1, images, start, step)
+        bar.close()
+        n = self.batches_per_epoch
+        stats = {f"train_{k}": float(v) / n for k, v in sums.items()}
+        stats["lr"] = self.optimizer.param_groups[0]["lr"]
+        stats["train_img_per_s"] = images * self.info.world_size / (time.perf_counter() - start)
+        return stats
+
+    def _step(self, clip: float | None) -> None:
+        if clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def _log_step(self, bar, sums, batches: int, images: int, start: float, step: int) -> None:
+        values = {k: float(v) / batches for k, v in sums.items()}
+        values["lr"] = self.optimizer.param_groups[0]["lr"]
+        values["img_per_s"] = images * self.info.world_size / (time.perf_counter() - start)
+        bar.set_postfix(
+            loss=f"{values['loss']:.3f}",
+            lr=f"{values['lr']:.2e}",
+            img_s=f"{values['img_per_s']:.0f}",
+        )
+        self.log.scalars("train", values, step)
+
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        """The task's metrics for the model and (prefixed ema_) its EMA, reduced over ranks."""
+        args = (self.info, self.amp_dtype, self.channels_last)
+        batches = self.config["eval"]["bn_recalibrate"]
+        if batches:
+            for model in (self.model, self.ema.module if self.ema else None):
+                if model is not None:
+                    recalibrate_bn(model, self.train_loader, self.task, batches, *args)
+        metrics = self.task.evaluate(self.model, self.val_loader, *args)
+        if self.ema is not None:
+            ema_metrics = self.task.evaluate(self.ema.module, self.val_loader, *args)
+            metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
+        self.log.scalars("val", metrics, epoch + 1)
+        return metrics
+
+    def end_epoch(self, epoch: int, stats: dict, metrics: dict, seconds: float) -> None:
+        """Pick best, save checkpoints (rank 0), print and log the epoch."""
+        key = self.task.best_metric
+        value = metrics.get(key)
+        improved = value is not None and (
+            self.best is None
+            or (value > self.best if self.task.best_mode == "max" else value < self.best)
+        )
+        if improved:
+            self.best = value
+        rngs = gather_objects(ckpt.rng_state(), self.info)
+        if self.info.is_main:
+            last = ckpt.save_checkpoint(
+                self.out_dir / "last.pt",
+                self.model,
+                experiment=self.config,
+                epoch=epoch + 1,
+                best=self.best,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                ema=self.ema,
+                rng_states=rngs,
+                metrics=metrics,
+                extra=self.task.checkpoint_extra(),
+            )
+            if improved:
+                copy_atomic(last, self.out_dir / "best.pt")
+            if self.config["run"]["keep_epochs"]:
+                copy_atomic(last, self.out_dir / f"epoch_{epoch + 1}.pt")
+        row = {
+            "epoch": epoch + 1,
+            **stats,
+            **{f"val_{k}": v for k, v in metrics.items()},
+            "best_" + key: self.best,
+            "epoch_seconds": seconds,
+        }
+        self.log.scalars("train_epoch", stats, epoch + 1)
+        self.log.summary_row(row)
+        shown = ", ".join(
+            f"{k} {v:.4g}" for k, v in metrics.items() if k in (key, "loss", "ema_" + key)
+        )
+        self.log.print(
+            f"epoch {epoch + 1}: train loss {stats.get('train_loss', math.nan):.4f}, "
+            f"{shown}, {seconds:.0f} s{' (best)' if improved else ''}"
+        )
+        barrier(self.info)
+
+
+def copy_atomic(src: Path, dst: Path) -> None:
+    """Copy through a temporary file and rename, so dst is always a complete file."""
+    tmp = dst.with_name(f".{dst.name}.copy.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def trim_summary(path: Path, epochs_done: int) -> None:
+    """Drop summary.csv rows past the resumed epoch (written before an interrupted save)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= epochs_done]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
