@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # release that install_requires admits.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test lint format clean-venv
+.PHONY: demo info test format clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+# The quickstart: train a SelecSLS classifier on built-in real data (scikit-learn's digits), then
+# evaluate the best checkpoint. Outputs land in runs/quickstart/ (checkpoints, TensorBoard, CSV).
 demo: $(VENV)/.installed
+	$(PY) -m selecsls.tools.train configs/quickstart/digits.yaml
+	$(PY) -m selecsls.tools.eval runs/quickstart/best.pt --data runs/data/digits/val
+
+# Every configuration at a glance and one real ImageNet image through a classifier.
+info: $(VENV)/.installed
 	$(PY) -m selecsls.tools.info
 
 test: $(VENV)/.installed
