@@ -239,3 +239,18 @@ def test_train_measurement_reports_positive_memory(tmp_path, capsys):
     assert results[0]["peak_mb"] > 4 * results[0]["params_m"]
     (table,) = markdown_tables(capsys.readouterr().out)
     assert table[0][-1] == "peak memory vs resnet50" and table[2][-1] == "1.00x"
+
+
+def test_bf16_training_step_updates_weights_in_channels_last():
+    from selecsls.heads import build_classifier
+    from selecsls.tools.bench_timing import measure_train_steps
+
+    model = build_classifier("selecsls42", num_classes=4)
+    before = model.heads.classification.fc.weight.detach().clone()
+    times = measure_train_steps(model, 2, 32, 1, 1, torch.device("cpu"), amp="bf16")
+    assert len(times) == 1 and times[0] > 0
+    assert model.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model.heads.classification.fc.weight.dtype == torch.float32  # master weights stay fp32
+    assert not torch.equal(before, model.heads.classification.fc.weight)
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        measure_train_steps(model, 2, 32, 1, 1, torch.device("cpu"), amp="fp8")

@@ -135,7 +135,9 @@ def train_table(results: list[dict], baseline: str | None) -> str:
             ]
         rows.append(row)
     method = results[0].get("memory_method", "") if results else ""
-    return f"training step (SGD, fp32; memory: {method})\n\n" + _table(header, rows)
+    amp = results[0].get("amp", "fp32") if results else "fp32"
+    precision = "bf16 autocast + channels_last" if amp == "bf16" else "fp32"
+    return f"training step (SGD, {precision}; memory: {method})\n\n" + _table(header, rows)
 
 
 def _time_cell(ms: float | None, spread) -> str:

@@ -149,17 +149,26 @@ def measure_train_steps(
     warmup: int,
     device: torch.device,
     after_warmup: Callable[[], None] | None = None,
+    amp: str = "fp32",
 ) -> list[float]:
-    """Time `reps` SGD steps (forward + backward + momentum update), fp32, NCHW, train mode.
+    """Time `reps` SGD steps (forward + backward + momentum update) in train mode: fp32 NCHW, or
+    with amp="bf16" the engine's fast path (channels_last + bf16 autocast, fp32 weights).
     `after_warmup` runs between the warm-up and the timed steps (e.g. to reset a peak counter)."""
+    if amp not in ("fp32", "bf16"):
+        raise ValueError(f"training amp must be fp32 or bf16, got {amp!r}")
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     images = images.to(device)
+    if amp == "bf16":
+        model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        training_loss(model(images)).backward()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            loss = training_loss(model(images))
+        loss.backward()
         optimizer.step()
 
     for _ in range(max(warmup, 1)):  # the first step allocates gradients and momentum buffers

@@ -46,7 +46,9 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def run_child(name: str, batch: int, size: int, reps: int, warmup: int, device: str) -> dict:
+def run_child(
+    name: str, batch: int, size: int, reps: int, warmup: int, device: str, amp: str = "fp32"
+) -> dict:
     """Body of the child process: build one model, time its steps, measure its peak memory."""
     import torchvision.models  # noqa: F401  (imported before the baseline, like timm below)
 
@@ -67,7 +69,7 @@ def run_child(name: str, batch: int, size: int, reps: int, warmup: int, device: 
         method = "peak RSS (VmHWM) - RSS after imports" + ("" if reset else " (peak not reset)")
     model = entry.build().to(dev)
     model_kb = (_status_kb("VmRSS") or 0) - base_kb if dev.type == "cpu" else None
-    times = measure_train_steps(model, batch, size, reps, warmup, dev, after_warmup)
+    times = measure_train_steps(model, batch, size, reps, warmup, dev, after_warmup, amp)
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(dev) / 2**20
         model_mb = None
@@ -79,6 +81,7 @@ def run_child(name: str, batch: int, size: int, reps: int, warmup: int, device: 
         "model": entry.label,
         "batch": batch,
         "size": size,
+        "amp": amp,
         "times_ms": times,
         **summarize(times),
         "peak_mb": peak_mb,
@@ -93,7 +96,13 @@ def child_main(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_child(
-        args._train_child, args.train_batch, args.train_size, args.reps, args.warmup, args.device
+        args._train_child,
+        args.train_batch,
+        args.train_size,
+        args.reps,
+        args.warmup,
+        args.device,
+        args.train_amp,
     )
     print(_RESULT_TAG + json.dumps(result), flush=True)
     return 0
@@ -104,6 +113,7 @@ def train_in_subprocess(name: str, args) -> dict:
     cmd = [sys.executable, "-m", "selecsls.tools.benchmark", "--_train-child", name]
     cmd += ["--train-batch", str(args.train_batch), "--train-size", str(args.train_size)]
     cmd += ["--reps", str(args.reps), "--warmup", str(args.warmup), "--device", args.device]
+    cmd += ["--train-amp", args.train_amp]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-batch", type=_positive, default=32, help="training batch size")
     p.add_argument("--train-size", type=_positive, default=224, help="training input size")
     p.add_argument(
+        "--train-amp",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="training precision: fp32 NCHW, or bf16 autocast + channels_last (the fast path)",
+    )
+    p.add_argument(
         "--train-rounds",
         type=_positive,
         default=1,
