@@ -111,3 +111,19 @@ def test_bn_recalibration_averages_batch_statistics():
     means = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)
     assert torch.allclose(model[1].running_mean, means, atol=1e-5)
     assert model[1].momentum == 0.1
+
+
+def test_summary_csv_widens_when_metrics_first_appear(tmp_path):
+    import csv
+
+    from selecsls.tools.engine.logs import RunLog
+
+    log = RunLog(tmp_path, True, False)
+    log.summary_row({"epoch": 1, "train_loss": 2.5})
+    log.summary_row({"epoch": 2, "train_loss": 1.5, "val_AP": 0.25})
+    log.summary_row({"epoch": 3, "train_loss": 1.0})
+    log.close()
+    rows = list(csv.DictReader((tmp_path / "summary.csv").read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert [r["val_AP"] for r in rows] == ["", "0.25", ""]
+    assert rows[0]["train_loss"] == "2.5"

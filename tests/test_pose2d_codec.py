@@ -154,3 +154,7 @@ def test_peak_cap_keeps_the_highest_per_keypoint_type():
     for k in range(3):
         best = np.sort(every.score[every.kind == k])[::-1][:5]
         assert np.allclose(np.sort(capped.score[capped.kind == k])[::-1], best)
+
+
+def test_no_people_gives_no_results():
+    assert people_to_results(7, np.zeros((0, 17, 3)), np.zeros(0)) == []

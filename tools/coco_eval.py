@@ -35,6 +35,8 @@ def people_to_results(
 
     The third value of each keypoint is written as 1 where detected (COCOeval ignores it).
     """
+    if len(scores) == 0:  # reshape(0, -1, 3) of an empty array is ambiguous and raises
+        return []
     keypoints = np.asarray(keypoints, np.float64).reshape(len(scores), -1, 3).copy()
     keypoints[..., 2] = (keypoints[..., 2] > 0).astype(np.float64)
     return [

@@ -53,26 +53,37 @@ class RunLog:
             self.writer.add_images(tag, images.clamp(0, 1).cpu(), step)
 
     def summary_row(self, row: dict[str, Any]) -> None:
-        """Append to summary.csv, writing the header first; later rows may add no new columns."""
+        """Append to summary.csv. A row with new columns (e.g. the first evaluation when
+        eval.every > 1) rewrites the file with the wider header, earlier rows left blank there."""
         if not self.enabled:
             return
         path = self.out_dir / "summary.csv"
-        new = not path.is_file()
-        fields = list(row) if new else _header(path)
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k, "")) for k in fields})
+        rows = _read_rows(path) if path.is_file() else []
+        fields = list(rows[0]) if rows else []
+        fields += [k for k in row if k not in fields]
+        if rows and len(fields) == len(rows[0]):  # same columns: a plain append
+            with path.open("a", newline="") as f:
+                csv.DictWriter(f, fieldnames=fields).writerow(_formatted(row, fields))
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(_formatted(r, fields) for r in [*rows, row])
+        tmp.replace(path)
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
 
 
-def _header(path: Path) -> list[str]:
+def _read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
-        return next(csv.reader(f))
+        return list(csv.DictReader(f))
+
+
+def _formatted(row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    return {k: _fmt(row.get(k, "")) for k in fields}
 
 
 def _fmt(value: Any) -> Any:
