@@ -1,0 +1,272 @@
+"""Bottom-up 2D multi-person pose (XNect Stage I 2D branch): SelecSLS + the "xnect2d" head.
+
+Data: any COCO-format keypoint json + image folder (COCO itself, the built-in synthetic people).
+Training samples go through TrainAugment and the codec's encode (heatmaps, PAFs, loss mask);
+validation images through EvalResize, and evaluation decodes the outputs into people and scores
+them with pycocotools (OKS AP, the best-checkpoint metric). The `codec` section is the codec's
+settings: the engine saves the resolved config in every checkpoint, so they land in
+checkpoint["experiment"]["codec"], where the demo and the export read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from selecsls.backbones import canonical_name
+from selecsls.backbones.hub import is_published
+from selecsls.datasets.augment import EvalResize, TrainAugment
+from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints, collate_pose
+from selecsls.datasets.synthetic_people import generate
+from selecsls.heads import build_model
+from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.loss2d import pose2d_losses
+from selecsls.heads.skeletons import COCO17_FLIP
+
+from ..config import Field, Schema
+from ..distributed import DistInfo
+from .base import Task
+from .pose2d_eval import evaluate_pose2d, load_pose_backbone
+from .pose2d_preview import draw_training_inputs
+
+SCHEMA: Schema = {
+    "model": {
+        "backbone": Field("selecsls60", "str", help="any spelling: SelecSLS60_B, selecsls60b"),
+        "weights": Field(
+            None, "str", optional=True, help="ImageNet file/published name (backbone part used)"
+        ),
+    },
+    # Pose2DCodec's fields, one for one (stride 8 / size_divisor 16 are fixed by the head).
+    "codec": {
+        "stride": Field(8, "int"),
+        "size_divisor": Field(16, "int"),
+        "sigma": Field(7.0, "float", help="Gaussian sigma in input pixels"),
+        "paf_half_width": Field(1.0, "float", help="PAF band half-width in map cells"),
+        "peak_threshold": Field(0.1, "float"),
+        "paf_samples": Field(10, "int"),
+        "paf_min_score": Field(0.05, "float"),
+        "paf_min_ratio": Field(0.8, "float"),
+        "min_keypoints": Field(3, "int"),
+        "max_peaks": Field(64, "int"),
+    },
+    "data": {
+        "prepare": Field("none", "choice", ("none", "synthetic"), help="write synthetic people"),
+        "root": Field("data/coco", "path", help="the paths below are relative to it"),
+        "train_json": Field("annotations/person_keypoints_train2017.json", "path"),
+        "train_images": Field("train2017", "path"),
+        "val_json": Field("annotations/person_keypoints_val2017.json", "path"),
+        "val_images": Field("val2017", "path"),
+        "val_max_images": Field(None, "int", optional=True, help="evaluate the first N only"),
+        "input_size": Field("368x368", "str", help="W x H of training crops and eval letterbox"),
+        "scale": Field([0.6, 1.4], "floats"),
+        "rotation": Field(30.0, "float", help="degrees"),
+        "hflip": Field(0.5, "float"),
+        "colour": Field(True, "bool"),
+        # data.prepare=synthetic: sets written to root/train and root/val when absent
+        "synthetic_train_images": Field(2000, "int"),
+        "synthetic_val_images": Field(200, "int"),
+        "synthetic_size": Field("368x368", "str"),
+        "synthetic_max_people": Field(5, "int"),
+        "synthetic_seed": Field(0, "int", help="train seed; val uses seed + 1"),
+    },
+    "loss": {
+        "paf_weight": Field(1.0, "float"),
+    },
+    "eval": {
+        "previews": Field(4, "int", help="val images drawn into TensorBoard per evaluation"),
+    },
+}
+
+
+def parse_size(text: str, key: str) -> tuple[int, int]:
+    """'368x368' (W x H) -> (368, 368); ValueError naming the key."""
+    try:
+        width, height = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{key} must look like 368x368 (W x H), got {text!r}") from None
+    if width < 32 or height < 32:
+        raise ValueError(f"{key} = {text!r} is too small (at least 32x32)")
+    return width, height
+
+
+class Pose2DTask(Task):
+    name = "pose2d"
+    schema = SCHEMA
+    best_metric = "AP"
+    best_mode = "max"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.codec = make_codec(config["codec"])
+        self.input_size = parse_size(config["data"]["input_size"], "data.input_size")
+        self.val_set: CocoKeypoints | None = None
+        self.evaluations = 0
+        self.first_model: int | None = None
+
+    def path(self, key: str) -> Path:
+        data = self.config["data"]
+        return Path(data["root"]) / data[key]
+
+    def check(self) -> None:
+        data, model = self.config["data"], self.config["model"]
+        try:
+            canonical_name(model["backbone"])
+        except ValueError as err:
+            raise ValueError(f"model.backbone: {err}") from None
+        if self.codec.stride != 8 or self.codec.size_divisor != 16:
+            raise ValueError(
+                "codec.stride must be 8 and codec.size_divisor 16: the xnect2d head predicts "
+                f"stride-8 maps from the stride-16 backbone (got {self.codec.stride}, "
+                f"{self.codec.size_divisor})"
+            )
+        weights = model["weights"]
+        if weights and not is_published(weights) and not Path(weights).is_file():
+            raise FileNotFoundError(
+                f"model.weights: {weights} is neither a file nor a published weight name"
+            )
+        if data["prepare"] == "synthetic":
+            parse_size(data["synthetic_size"], "data.synthetic_size")
+        else:
+            for key, kind in (("train_json", "file"), ("train_images", "folder")):
+                for split_key in (key, key.replace("train", "val")):
+                    found = self.path(split_key)
+                    if not (found.is_file() if kind == "file" else found.is_dir()):
+                        raise FileNotFoundError(
+                            f"data.{split_key}: {kind} {found} does not exist "
+                            f"(data.root = {data['root']})"
+                        )
+        low, high = data["scale"] if len(data["scale"]) == 2 else (1, 0)
+        if not 0 < low <= high:
+            raise ValueError(f"data.scale must be [low, high], 0 < low <= high: {data['scale']}")
+        if not 0 <= data["hflip"] <= 1:
+            raise ValueError(f"data.hflip must be a probability, got {data['hflip']}")
+
+    def prepare_data(self) -> None:
+        data = self.config["data"]
+        if data["prepare"] != "synthetic":
+            return
+        size = parse_size(data["synthetic_size"], "data.synthetic_size")
+        for split, offset in (("train", 0), ("val", 1)):
+            count = data[f"synthetic_{split}_images"]
+            json_path = self.path(f"{split}_json")
+            if json_path.is_file():  # written last and atomically: present means complete
+                continue
+            print(f"data.prepare: writing {count} synthetic {split} images to {json_path.parent}")
+            generate(
+                json_path.parent,
+                count,
+                seed=data["synthetic_seed"] + offset,
+                size=size,
+                max_people=data["synthetic_max_people"],
+                json_name=json_path.name,
+            )
+
+    def build_model(self) -> nn.Module:
+        backbone = canonical_name(self.config["model"]["backbone"])
+        model = build_model({"backbone": backbone, "heads": {"xnect2d": {}}})
+        if self.config["model"]["weights"]:
+            load_pose_backbone(model, self.config["model"]["weights"])
+        return model
+
+    def build_datasets(self) -> tuple[CocoKeypoints, CocoKeypoints]:
+        data = self.config["data"]
+        augment = TrainAugment(
+            self.input_size,
+            COCO17_FLIP,
+            scale=tuple(data["scale"]),
+            rotation=data["rotation"],
+            flip_probability=data["hflip"],
+            colour=data["colour"],
+            seed=self.config["run"]["seed"],
+        )
+        train = CocoKeypoints(
+            self.path("train_json"),
+            self.path("train_images"),
+            self.input_size,
+            augment=augment,
+            encoder=self.codec.encode,
+            normalize=False,  # uint8 through the loader; normalised on the device
+        )
+        val = CocoKeypoints(
+            self.path("val_json"),
+            self.path("val_images"),
+            self.input_size,
+            augment=EvalResize(self.input_size),
+            normalize=False,
+        )
+        if data["val_max_images"]:
+            val.image_ids = val.image_ids[: data["val_max_images"]]
+        self.val_set = val
+        return train, val
+
+    def checkpoint_extra(self) -> dict[str, Any]:
+        # The codec also lives in checkpoint["experiment"]["codec"] (the whole resolved config);
+        # the input size is what the demo should letterbox to by default.
+        return {"input_size": list(self.input_size)}
+
+    def collate(self, items: list) -> dict[str, Any]:
+        return collate_pose(items)
+
+    def to_device(
+        self, batch: dict[str, Any], device: torch.device, train: bool, channels_last: bool
+    ) -> dict[str, Any]:
+        images = batch["image"].to(device, non_blocking=True).float().div_(255)
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        images = (images - mean) / std
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        out = {**batch, "images": images}
+        for key in ("heatmaps", "pafs", "mask"):
+            if key in batch:
+                out[key] = batch[key].to(device, non_blocking=True)
+        return out
+
+    def batch_size(self, batch: dict[str, Any]) -> int:
+        return int(batch["images"].shape[0])
+
+    def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        outputs = model(batch["images"])
+        return pose2d_losses(outputs, batch, self.config["loss"]["paf_weight"])
+
+    def evaluate(
+        self,
+        model: nn.Module,
+        loader: Any,
+        info: DistInfo,
+        amp_dtype: torch.dtype | None,
+        channels_last: bool,
+        progress: bool = False,
+    ) -> dict[str, float]:
+        # The engine evaluates the model and then its EMA: count evaluations of the first only.
+        if self.first_model is None:
+            self.first_model = id(model)
+        is_ema = id(model) != self.first_model
+        self.evaluations += not is_ema
+        return evaluate_pose2d(
+            self,
+            model,
+            loader,
+            info,
+            amp_dtype,
+            channels_last,
+            tag="val_ema" if is_ema else "val",
+            step=self.evaluations,
+        )
+
+    def preview_images(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Training inputs with their augmented ground-truth skeletons drawn."""
+        return draw_training_inputs(batch["image"][:8], batch["keypoints"][:8])
+
+
+def make_codec(section: dict[str, Any]) -> Pose2DCodec:
+    """The codec from the config's codec section (every key is a Pose2DCodec field)."""
+    names = {f.name for f in fields(Pose2DCodec)}
+    try:
+        return Pose2DCodec(**{k: v for k, v in section.items() if k in names})
+    except ValueError as err:
+        raise ValueError(f"codec: {err}") from None

@@ -1,0 +1,67 @@
+"""TensorBoard pictures for 2D pose training: skeletons (drawn with the demo's `draw_person`),
+predicted heatmaps and PAF magnitudes over the input image."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from selecsls.tools.demo_draw import draw_person
+
+HEATMAP_CHANNELS = 18  # channel 18 is the background
+
+
+def to_rgb_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) uint8 tensor -> (H, W, 3) contiguous uint8 array."""
+    return np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy().astype(np.uint8))
+
+
+def overlay(image: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Blend a (h, w) map in [0, 1] (any resolution) over an (H, W, 3) RGB image as a colour map."""
+    height, width = image.shape[:2]
+    scaled = cv2.resize(np.clip(values, 0, 1), (width, height), interpolation=cv2.INTER_LINEAR)
+    coloured = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    coloured = cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(image, 0.45, coloured, 0.55, 0)
+
+
+def draw_skeletons(image: np.ndarray, people: np.ndarray) -> np.ndarray:
+    """Draw (P, 17, 3) COCO keypoints (score/visibility 0 = missing) in place, one colour each."""
+    for index, person in enumerate(np.asarray(people).reshape(-1, 17, 3)):
+        draw_person(image, person, colour=None, track_id=index)
+    return image
+
+
+def draw_predictions(
+    images: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    people: list[tuple[np.ndarray, np.ndarray]],
+    input_size: tuple[int, int],
+) -> list[np.ndarray]:
+    """One (H, 3W, 3) uint8 panel per image: decoded skeletons | heatmaps (max over keypoints) |
+    PAF magnitude (max over limbs).
+
+    images: (N, 3, H, W) uint8 network inputs; maps: {"heatmaps": (N', 19, h, w), "pafs":
+    (N', 38, h, w)} with N' >= N; people: per image (keypoints (P, 17, 3) in input pixels, scores).
+    """
+    panels = []
+    for n, (keypoints, _) in enumerate(people[: len(images)]):
+        image = to_rgb_uint8(images[n])
+        heat = maps["heatmaps"][n, :HEATMAP_CHANNELS].amax(0).numpy()
+        pafs = maps["pafs"][n].numpy().reshape(-1, 2, *heat.shape)
+        strength = np.sqrt((pafs**2).sum(1)).max(0)
+        skeletons = draw_skeletons(image.copy(), keypoints)
+        maps_drawn = [overlay(image, heat), overlay(image, strength)]
+        panels.append(np.concatenate([skeletons, *maps_drawn], 1))
+    return panels
+
+
+def draw_training_inputs(images: torch.Tensor, keypoints: list[torch.Tensor]) -> torch.Tensor:
+    """(N, 3, H, W) uint8 augmented inputs + per-image (P, 17, 3) targets -> (N, 3, H, W) floats
+    in [0, 1] with the ground truth drawn (checks augmentation and the left/right swap by eye)."""
+    drawn = [
+        draw_skeletons(to_rgb_uint8(image), people.numpy())
+        for image, people in zip(images, keypoints)
+    ]
+    return torch.from_numpy(np.stack(drawn)).permute(0, 3, 1, 2).float() / 255
