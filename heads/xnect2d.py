@@ -45,6 +45,18 @@ def upsample_bn_relu(in_channels: int, out_channels: int, groups: int) -> nn.Seq
     )
 
 
+def init_branch(branch: nn.Module, last: nn.Conv2d) -> nn.Conv2d:
+    """He init for the branch's convs (transposed ones too); the output conv `last` starts near
+    zero so early training does not fight large random maps. Returns `last`."""
+    init_weights(branch)
+    for m in branch.modules():
+        if isinstance(m, nn.ConvTranspose2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    nn.init.normal_(last.weight, std=0.01)
+    nn.init.zeros_(last.bias)
+    return last
+
+
 class XNect2DHead(nn.Module):
     """Reads features[in_feature] (N, C, H/16, W/16); returns
     {"heatmaps": (N, 19, H/8, W/8), "pafs": (N, 38, H/8, W/8)} and, with expose_feature=True,
@@ -84,15 +96,9 @@ class XNect2DHead(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        init_weights(self)
-        for m in self.modules():
-            if isinstance(m, nn.ConvTranspose2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        last = init_branch(self, self.predictor[-1])
         # Start near the all-background prediction: small outputs, background channel at 1, so the
         # first iterations do not fight huge random maps.
-        last = self.predictor[-1]
-        nn.init.normal_(last.weight, std=0.01)
-        nn.init.zeros_(last.bias)
         with torch.no_grad():
             last.bias[NUM_HEATMAPS - 1] = 1.0
 

@@ -20,10 +20,16 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from selecsls.backbones import FeatureSpec, conv_bn_relu, init_weights
+from selecsls.backbones import FeatureSpec, conv_bn_relu
 
 from .skeletons import JOINTS21_NAMES
-from .xnect2d import NUM_HEATMAPS, XNect2DHead, grouped_conv_bn_relu, upsample_bn_relu
+from .xnect2d import (
+    NUM_HEATMAPS,
+    XNect2DHead,
+    grouped_conv_bn_relu,
+    init_branch,
+    upsample_bn_relu,
+)
 
 NUM_JOINTS3D = len(JOINTS21_NAMES)
 NUM_LOCMAPS = 3 * NUM_JOINTS3D
@@ -56,15 +62,8 @@ class XNect3DHead(XNect2DHead):
         self._init_3d_weights()
 
     def _init_3d_weights(self) -> None:
-        for part in (self.trunk3d, self.predictor3d):
-            init_weights(part)
-            for m in part.modules():
-                if isinstance(m, nn.ConvTranspose2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         # near-zero start: the root-relative pose of an "average" joint is close to 0
-        last = self.predictor3d[-1]
-        nn.init.normal_(last.weight, std=0.01)
-        nn.init.zeros_(last.bias)
+        init_branch(nn.ModuleList([self.trunk3d, self.predictor3d]), self.predictor3d[-1])
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feature = self.forward_feature(features)
