@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from selecsls.backbones.prune import KeepRule, PrunedConv2d
 from selecsls.heads import HEADS, build_classifier, build_model, load_model, save_model
 from selecsls.heads.prune import FilledHead, prune_model
 from selecsls.tools import prune as prune_tool
+from selecsls.tools.bench_prune import zero_gammas
 from selecsls.tools.flops import count_macs, count_params
 from selecsls.tools.prune_report import output_difference, removed_nonzero_gammas
 
@@ -25,19 +25,7 @@ ODD_SIZE = (161, 99)  # neither side a multiple of 32: odd sizes at most strides
 def sparsify(model: nn.Module, fraction: float = 0.3, seed: int = 0) -> nn.Module:
     """In place: random BN statistics, gammas of both signs with `fraction` of every layer's
     gammas exactly zero, betas of both signs (so removed channels hold nonzero constants)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                sign = torch.where(torch.rand(n, generator=gen) < 0.2, -1.0, 1.0)
-                gamma = sign * (torch.rand(n, generator=gen) + 0.5)
-                gamma[torch.randperm(n, generator=gen)[: max(1, math.ceil(fraction * n))]] = 0
-                m.weight.copy_(gamma)
-                m.bias.copy_(torch.randn(n, generator=gen) * 0.5)
-                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
-                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-    return model.eval()
+    return zero_gammas(model, fraction, seed)
 
 
 def relative_error(a: dict, b: dict) -> float:

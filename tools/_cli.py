@@ -19,3 +19,14 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 2
+
+
+def parse_size(text: str, what: str = "size", minimum: int = 16) -> tuple[int, int]:
+    """'512x320' (W x H) -> (512, 320); ValueError naming `what` (e.g. a config key) otherwise."""
+    try:
+        width, height = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{what} must look like 512x320 (W x H), got {text!r}") from None
+    if width < minimum or height < minimum:
+        raise ValueError(f"{what} = {text!r} is too small (at least {minimum}x{minimum})")
+    return width, height

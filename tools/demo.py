@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from selecsls.heads.skeletons import COCO17_NAMES
-from selecsls.tools._cli import run_cli
+from selecsls.tools._cli import parse_size, run_cli
 from selecsls.tools.demo_draw import compose, draw_fps, draw_people, draw_pose3d_panel
 from selecsls.tools.demo_outputs import VideoOutput, check_output_paths, person_record, write_json
 from selecsls.tools.demo_runtime import (
@@ -35,7 +35,6 @@ from selecsls.tools.demo_runtime import (
     PoseEstimator,
     load_onnx_estimator,
     load_torch_estimator,
-    parse_size,
 )
 from selecsls.tools.demo_sources import Frame, FrameSource, open_source, read_frames
 from selecsls.tools.demo_tracking import Tracker

@@ -27,8 +27,9 @@ import torch
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads import build_model, save_model
 from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.tools._cli import parse_size
 from selecsls.tools.demo import annotate
-from selecsls.tools.demo_runtime import OnnxRunner, PoseEstimator, TorchRunner, parse_size
+from selecsls.tools.demo_runtime import OnnxRunner, PoseEstimator, TorchRunner
 from selecsls.tools.demo_sources import open_source
 from selecsls.tools.demo_tracking import Tracker
 

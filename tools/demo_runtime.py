@@ -30,6 +30,7 @@ from selecsls.datasets.augment import PAD_VALUE, EvalResize
 from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
 from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.tools._cli import parse_size
 
 # The hook for 3D: an output name of a 3D head -> function(outputs of ONE image {name: (C, h, w)},
 # keypoints (P, 17, 3) in original pixels, transform (2, 3) original -> input pixels) returning
@@ -202,17 +203,6 @@ class PoseEstimator:
             )
         self.readout3d = next((k for k in outputs if k in POSE3D_READOUTS), None)
         self.has_3d = self.readout3d is not None
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x320' -> (512, 320), with a clear error otherwise."""
-    try:
-        width, height = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like 512x320 (W x H), got {text!r}") from None
-    if width < 16 or height < 16:
-        raise ValueError(f"size {text!r} is too small (at least 16x16)")
-    return width, height
 
 
 def codec_from(settings: Any) -> Pose2DCodec:

@@ -27,9 +27,9 @@ import torch
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.heads import Model
-from selecsls.tools._cli import run_cli
+from selecsls.tools._cli import parse_size, run_cli
 from selecsls.tools.demo_outputs import temporary_beside
-from selecsls.tools.demo_runtime import load_pose_file, parse_size, require_onnxruntime
+from selecsls.tools.demo_runtime import load_pose_file, require_onnxruntime
 
 INPUT_NAME = "images"
 DEFAULT_OPSET = 17

@@ -26,6 +26,7 @@ from selecsls.heads import build_model
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.heads.loss2d import pose2d_losses
 from selecsls.heads.skeletons import COCO17_FLIP
+from selecsls.tools._cli import parse_size as parse_cli_size
 
 from ..config import Field, Schema
 from ..distributed import DistInfo
@@ -83,14 +84,8 @@ SCHEMA: Schema = {
 
 
 def parse_size(text: str, key: str) -> tuple[int, int]:
-    """'368x368' (W x H) -> (368, 368); ValueError naming the key."""
-    try:
-        width, height = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"{key} must look like 368x368 (W x H), got {text!r}") from None
-    if width < 32 or height < 32:
-        raise ValueError(f"{key} = {text!r} is too small (at least 32x32)")
-    return width, height
+    """'368x368' (W x H) -> (368, 368); ValueError naming the config key."""
+    return parse_cli_size(text, key, minimum=32)
 
 
 class Pose2DTask(Task):
