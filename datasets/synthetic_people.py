@@ -12,7 +12,8 @@ other and themselves. Written as images/NNNNNN.jpg + one json:
 - images: "camera": {"f": [fx, fy], "c": [cx, cy]} (pixels; x right, y down, z forward).
 Deterministic for a seed: image i depends only on (seed, i).
 
-    python -m selecsls.datasets.synthetic_people --out DIR --num-images N --seed S --size WxH
+    python -m selecsls.datasets.synthetic_people --out DIR --num-images N --seed S --size WxH \
+        [--max-people K] [--depth-range NEAR FAR]
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ _COCO_SOURCES = [("face", i) for i in range(5)] + [("joint", J[name]) for name i
 MIN_LABELLED_AREA = 256
 MIN_VISIBLE_KEYPOINTS = 3
 MAX_OVERLAP = 0.3
+# People stand this far from the camera (metres, log-uniform): a 1.7 m person at f = 0.9 x width
+# spans 0.6 (2.5 m) to 0.15 (10 m) of the image width in height.
+DEPTH_RANGE = (2.5, 10.0)
 # body frame (x left, y up, z forward) -> camera frame (x right, y down, z forward) for a person
 # facing the camera: a half turn about x
 BODY_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
@@ -80,16 +84,24 @@ def world_to_camera(points: np.ndarray, camera: dict) -> np.ndarray:
     return (shifted @ BODY_TO_CAMERA.T) @ rot_x(camera["tilt"]).T
 
 
-def sample_people(rng: np.random.Generator, camera: dict, width: int, count: int) -> list[dict]:
-    """Up to `count` posed people at 2.5-10 m, mostly inside the view, kept 0.7 m apart and
-    overlapping each other in the image by at most MAX_OVERLAP (box IoU): occluded, not stacked."""
+def sample_people(
+    rng: np.random.Generator,
+    camera: dict,
+    width: int,
+    count: int,
+    depth_range: tuple[float, float] = DEPTH_RANGE,
+) -> list[dict]:
+    """Up to `count` posed people at depth_range metres (log-uniform), mostly inside the view, kept
+    0.7 m apart and overlapping each other in the image by at most MAX_OVERLAP (box IoU):
+    occluded, not stacked."""
+    near, far = 1000.0 * depth_range[0], 1000.0 * depth_range[1]
     people: list[dict] = []
     positions: list[np.ndarray] = []
     boxes: list[np.ndarray] = []
     for _ in range(count * 10):
         if len(people) == count:
             break
-        depth = 2500.0 * 4.0 ** rng.uniform(0, 1)  # log-uniform: as many near as far
+        depth = near * (far / near) ** rng.uniform(0, 1)  # log-uniform: as many near as far
         half_width = depth * (width / 2) / camera["f"]
         position = np.array([rng.uniform(-0.85, 0.85) * half_width, -depth])
         if any(np.linalg.norm(position - other) < 700 for other in positions):
@@ -147,11 +159,19 @@ def coco_keypoints(person: dict, index: int, labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def render_image(index: int, seed: int, width: int, height: int, max_people: int) -> tuple:
+def render_image(
+    index: int,
+    seed: int,
+    width: int,
+    height: int,
+    max_people: int,
+    depth_range: tuple[float, float] = DEPTH_RANGE,
+) -> tuple:
     """One image: (BGR uint8 image, camera dict, list of annotation dicts without ids)."""
     rng = np.random.default_rng([seed, index])
     camera = sample_camera(rng, width, height)
-    people = sample_people(rng, camera, width, int(rng.integers(1, max_people + 1)))
+    count = int(rng.integers(1, max_people + 1))
+    people = sample_people(rng, camera, width, count, depth_range)
     image = render_background(rng, width, height)
     labels = render_people(image, people, camera["f"], rng)
     image = cv2.GaussianBlur(image, (0, 0), 0.6)
@@ -188,10 +208,13 @@ def generate(
     size: tuple[int, int] = (368, 368),
     max_people: int = 5,
     json_name: str = "annotations.json",
+    depth_range: tuple[float, float] = DEPTH_RANGE,
 ) -> Path:
     """Write num_images images to out_dir/images and the COCO json to out_dir/json_name.
 
-    The json is written last and atomically, so its presence means the set is complete.
+    The json is written last and atomically, so its presence means the set is complete; its
+    info["generator"] holds the arguments (`generator_params`), so a caller can tell whether an
+    existing set is the one it asks for.
     """
     out_dir = Path(out_dir)
     width, height = size
@@ -200,10 +223,15 @@ def generate(
             f"synthetic_people: need num_images >= 1, size >= 32x32, max_people >= 1; got "
             f"{num_images}, {width}x{height}, {max_people}"
         )
+    near, far = depth_range
+    if not 0.5 <= near <= far:
+        raise ValueError(
+            f"synthetic_people: depth range needs 0.5 <= near <= far metres; got {near}, {far}"
+        )
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for i in range(num_images):
-        image, camera, people = render_image(i, seed, width, height, max_people)
+        image, camera, people = render_image(i, seed, width, height, max_people, depth_range)
         name = f"{i:06d}.jpg"
         cv2.imwrite(str(out_dir / "images" / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
         images.append({"id": i + 1, "file_name": name, "width": width, "height": height,
@@ -212,7 +240,11 @@ def generate(
             person.update(id=len(annotations) + 1, image_id=i + 1)
             annotations.append(person)
     dataset = {
-        "info": {"description": f"synthetic people, seed {seed}", "version": "1"},
+        "info": {
+            "description": f"synthetic people, seed {seed}",
+            "version": "1",
+            "generator": generator_params(num_images, seed, size, max_people, depth_range),
+        },
         "images": images,
         "annotations": annotations,
         "categories": [
@@ -234,6 +266,23 @@ def generate(
     return path
 
 
+def generator_params(
+    num_images: int,
+    seed: int,
+    size: tuple[int, int],
+    max_people: int,
+    depth_range: tuple[float, float] = DEPTH_RANGE,
+) -> dict:
+    """The arguments that decide a synthetic set's content, as stored in its json (info)."""
+    return {
+        "num_images": int(num_images),
+        "seed": int(seed),
+        "size": [int(v) for v in size],
+        "max_people": int(max_people),
+        "depth_range": [float(v) for v in depth_range],
+    }
+
+
 def parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
@@ -249,11 +298,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=parse_size, default=(368, 368), help="WxH, e.g. 512x320")
     parser.add_argument("--max-people", type=int, default=5)
+    parser.add_argument(
+        "--depth-range", type=float, nargs=2, default=DEPTH_RANGE, metavar=("NEAR", "FAR"),
+        help="people's distance from the camera in metres (log-uniform)",
+    )  # fmt: skip
     parser.add_argument("--json-name", default="annotations.json")
     args = parser.parse_args(argv)
     try:
         path = generate(args.out, args.num_images, args.seed, args.size, args.max_people,
-                        args.json_name)  # fmt: skip
+                        args.json_name, tuple(args.depth_range))  # fmt: skip
     except (ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

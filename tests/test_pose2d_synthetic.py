@@ -76,3 +76,32 @@ def test_cli(tmp_path, capsys):
     assert main(["--out", str(out), "--num-images", "0"]) == 2
     with pytest.raises(SystemExit):
         main(["--out", str(out), "--size", "big"])
+
+
+def person_heights(data: dict) -> list[float]:
+    """Pixel height of each labelled person's keypoints."""
+    heights = []
+    for ann in data["annotations"]:
+        points = np.array(ann["keypoints"], np.float32).reshape(17, 3)
+        labelled = points[points[:, 2] > 0]
+        if len(labelled) >= 10:
+            heights.append(float(np.ptp(labelled[:, 1])))
+    return heights
+
+
+def test_depth_range_sets_the_people_size(tmp_path):
+    near = json.loads(
+        generate(tmp_path / "near", 8, seed=2, size=(192, 192), depth_range=(2.0, 2.5)).read_text()
+    )
+    far = json.loads(
+        generate(tmp_path / "far", 8, seed=2, size=(192, 192), depth_range=(8.0, 10.0)).read_text()
+    )
+    assert near["info"]["generator"]["depth_range"] == [2.0, 2.5]
+    depths = [
+        np.mean(np.array(a["keypoints_3d"])[:, 2]) / 1000 for a in near["annotations"]
+    ]  # camera z of the joints: metres from the camera
+    assert min(depths) > 1.5 and max(depths) < 3.2
+    # 4x farther: about a quarter of the height in pixels
+    assert np.median(person_heights(near)) > 2.5 * np.median(person_heights(far))
+    with pytest.raises(ValueError, match="depth range"):
+        generate(tmp_path / "bad", 1, depth_range=(5.0, 2.0))

@@ -169,3 +169,34 @@ def test_imagenet_weights_initialise_the_backbone_only(tmp_path):
     other = build_model({"backbone": "selecsls60", "heads": {"xnect2d": {}}})
     with pytest.raises(CheckpointError, match="backbone part"):
         load_pose_backbone(other, str(tmp_path / "imagenet.pt"))
+
+
+def test_synthetic_set_is_rewritten_when_its_settings_change(tmp_path):
+    path = tmp_path / "prepare.yaml"
+    path.write_text("task: pose2d\ndata: {prepare: synthetic}\n")
+    train_json = tmp_path / "data" / "train" / "annotations.json"
+
+    def prepare(*overrides: str) -> dict:
+        task, _ = load_experiment(path, [
+            f"data.root={tmp_path / 'data'}", "data.synthetic_train_images=2",
+            "data.synthetic_val_images=1", "data.synthetic_size=64x64",
+            "data.train_json=train/annotations.json", "data.val_json=val/annotations.json",
+            *overrides,
+        ])  # fmt: skip
+        task.prepare_data()
+        return json.loads(train_json.read_text())["info"]["generator"]
+
+    first = prepare()
+    stamp = train_json.stat().st_mtime_ns
+    assert prepare() == first
+    assert train_json.stat().st_mtime_ns == stamp  # same settings: kept, not rewritten
+    changed = prepare("data.synthetic_depth=[2.0,3.0]")
+    assert changed["depth_range"] == [2.0, 3.0] != first["depth_range"]
+    assert train_json.stat().st_mtime_ns != stamp
+
+
+def test_synthetic_splits_need_their_own_folders(tmp_path, capsys):
+    path = tmp_path / "prepare.yaml"
+    path.write_text("task: pose2d\ndata: {prepare: synthetic}\n")
+    assert train([str(path), "--print-config"]) == 2
+    assert "data.train_json and data.val_json need different folders" in capsys.readouterr().err

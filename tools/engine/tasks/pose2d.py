@@ -10,6 +10,7 @@ checkpoint["experiment"]["codec"], where the demo and the export read them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from selecsls.backbones import canonical_name
 from selecsls.backbones.hub import is_published
 from selecsls.datasets.augment import EvalResize, TrainAugment
 from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints, collate_pose
-from selecsls.datasets.synthetic_people import generate
+from selecsls.datasets.synthetic_people import DEPTH_RANGE, generate, generator_params
 from selecsls.heads import build_model
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.heads.loss2d import pose2d_losses
@@ -72,6 +73,7 @@ SCHEMA: Schema = {
         "synthetic_val_images": Field(200, "int"),
         "synthetic_size": Field("368x368", "str"),
         "synthetic_max_people": Field(5, "int"),
+        "synthetic_depth": Field(list(DEPTH_RANGE), "floats", help="[near, far] metres"),
         "synthetic_seed": Field(0, "int", help="train seed; val uses seed + 1"),
     },
     "loss": {
@@ -81,6 +83,18 @@ SCHEMA: Schema = {
         "previews": Field(4, "int", help="val images drawn into TensorBoard per evaluation"),
     },
 }
+
+
+def written_params(json_path: Path) -> dict | None:
+    """The generator arguments a synthetic set's json was written with; None when there is no
+    json, {} for one from before they were recorded (or unreadable): then it is rewritten."""
+    if not json_path.is_file():
+        return None
+    try:
+        with open(json_path) as file:
+            return json.load(file).get("info", {}).get("generator", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
 
 
 def parse_size(text: str, key: str) -> tuple[int, int]:
@@ -125,6 +139,19 @@ class Pose2DTask(Task):
             )
         if data["prepare"] == "synthetic":
             parse_size(data["synthetic_size"], "data.synthetic_size")
+            if self.path("train_json").parent == self.path("val_json").parent:
+                raise ValueError(
+                    "data.prepare=synthetic writes each split's images beside its json: "
+                    "data.train_json and data.val_json need different folders (e.g. "
+                    f"train/annotations.json, val/annotations.json), got {data['train_json']} "
+                    f"and {data['val_json']}"
+                )
+            near, far = data["synthetic_depth"] if len(data["synthetic_depth"]) == 2 else (0, 0)
+            if not 0.5 <= near <= far:
+                raise ValueError(
+                    "data.synthetic_depth must be [near, far] metres, 0.5 <= near <= far: "
+                    f"{data['synthetic_depth']}"
+                )
         else:
             for key, kind in (("train_json", "file"), ("train_images", "folder")):
                 for split_key in (key, key.replace("train", "val")):
@@ -145,19 +172,25 @@ class Pose2DTask(Task):
         if data["prepare"] != "synthetic":
             return
         size = parse_size(data["synthetic_size"], "data.synthetic_size")
+        depth = tuple(data["synthetic_depth"])
         for split, offset in (("train", 0), ("val", 1)):
-            count = data[f"synthetic_{split}_images"]
+            count, seed = data[f"synthetic_{split}_images"], data["synthetic_seed"] + offset
             json_path = self.path(f"{split}_json")
-            if json_path.is_file():  # written last and atomically: present means complete
+            wanted = generator_params(count, seed, size, data["synthetic_max_people"], depth)
+            # the json is written last and atomically: present means complete
+            found = written_params(json_path)
+            if found == wanted:
                 continue
-            print(f"data.prepare: writing {count} synthetic {split} images to {json_path.parent}")
+            verb = "rewriting" if found is not None else "writing"
+            print(f"data.prepare: {verb} {count} synthetic {split} images in {json_path.parent}")
             generate(
                 json_path.parent,
                 count,
-                seed=data["synthetic_seed"] + offset,
+                seed=seed,
                 size=size,
                 max_people=data["synthetic_max_people"],
                 json_name=json_path.name,
+                depth_range=depth,
             )
 
     def build_model(self) -> nn.Module:
