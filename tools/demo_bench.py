@@ -7,9 +7,11 @@ Frames: a video of synthetic people (`datasets.synthetic_people`) at the input s
 includes real video decoding. The network is a random-weight pose model (speed does not depend on
 the weights); its outputs are replaced by the codec's encoding of the frame's true people before
 decoding, so decode / track / draw see a realistic number of people rather than the noise of an
-untrained network. Times are CPU seconds of this process (the machine may be shared: wall time
-would count other jobs' slices); with --threads 1 a frame's CPU time is the wall time it takes on
-one idle core. Wall-clock fps is printed too, for reference.
+untrained network. On the CPU, times are CPU seconds of this process (the machine may be shared:
+wall time would count other jobs' slices); with --threads 1 a frame's CPU time is the wall time it
+takes on one idle core. Wall-clock fps is printed too, for reference. With --device cuda every
+stage is timed in wall-clock seconds (the host waits for the GPU when it copies the outputs back,
+inside the network stage), and the modes are CUDA fp32 and fp16.
 """
 
 from __future__ import annotations
@@ -60,30 +62,39 @@ def make_video(path: Path, size: tuple[int, int], count: int, seed: int) -> list
 
 
 class Stopwatch:
-    """Accumulates CPU (process) and wall time per stage."""
+    """Accumulates time per stage: process CPU time by default, or any other clock."""
+
+    clock = staticmethod(time.process_time)
 
     def __init__(self) -> None:
         self.cpu = dict.fromkeys(STAGES, 0.0)
-        self.wall = 0.0
-        self._cpu = time.process_time()
+        self._cpu = self.clock()
 
     def lap(self, stage: str) -> None:
-        now = time.process_time()
+        now = self.clock()
         self.cpu[stage] += now - self._cpu
         self._cpu = now
 
 
-def time_pipeline(estimator: PoseEstimator, video: Path, truth: list, warmup: int) -> dict:
+class WallStopwatch(Stopwatch):
+    """Wall-clock laps: on a GPU the host's CPU time would count its spin-waits, not the work."""
+
+    clock = staticmethod(time.perf_counter)
+
+
+def time_pipeline(
+    estimator: PoseEstimator, video: Path, truth: list, warmup: int, watch_type: type = Stopwatch
+) -> dict:
     """Run every frame of `video` through the demo's stages; per-frame ms of each stage (frames
-    after the first `warmup`), total, CPU fps and wall fps."""
+    after the first `warmup`), total, fps by the stage clock and wall fps."""
     codec, tracker = estimator.codec, Tracker()
     source = open_source(str(video))
     frames = iter(source)
     watch, measured, wall_start = None, 0, 0.0
     for t, frame_truth in enumerate(truth):
         if t == warmup:
-            watch, wall_start = Stopwatch(), time.perf_counter()
-        clock = watch or Stopwatch()
+            watch, wall_start = watch_type(), time.perf_counter()
+        clock = watch or watch_type()
         frame = next(frames)
         clock.lap("read")
         images, matrix = estimator.preprocess(frame.image)
@@ -94,7 +105,7 @@ def time_pipeline(estimator: PoseEstimator, video: Path, truth: list, warmup: in
         people = frame_truth.copy()
         people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
         maps = codec.encode(people, estimator.input_size)
-        clock._cpu = time.process_time()  # encoding is test scaffolding, not demo work
+        clock._cpu = clock.clock()  # encoding is test scaffolding, not demo work
         keypoints, scores = codec.decode(maps["heatmaps"], maps["pafs"], matrix)
         clock.lap("decode")
         people = tracker.update(keypoints, scores, frame.time)
@@ -114,12 +125,13 @@ class _NoPose3D:
     poses3d = None
 
 
-def variants(model, size, onnx_path: Path | None, threads: int) -> dict:
+def variants(model, size, onnx_path: Path | None, threads: int, device: str = "cpu") -> dict:
     """name -> PoseEstimator, for the inference modes compared."""
+    fast = "fp16" if device.startswith("cuda") else "bf16"
     out = {
-        "pytorch fp32 (BN unfused, NCHW)": TorchRunner(model, "cpu", "fp32", fuse=False),
-        "pytorch fp32, BN folded, channels_last": TorchRunner(model, "cpu", "fp32"),
-        "pytorch bf16, BN folded, channels_last": TorchRunner(model, "cpu", "bf16"),
+        f"pytorch {device} fp32 (BN unfused)": TorchRunner(model, device, "fp32", fuse=False),
+        f"pytorch {device} fp32, BN folded, channels_last": TorchRunner(model, device, "fp32"),
+        f"pytorch {device} {fast}, BN folded, channels_last": TorchRunner(model, device, fast),
     }
     if onnx_path is not None:
         out["onnxruntime fp32 (BN folded)"] = OnnxRunner(onnx_path, threads)
@@ -132,10 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="512x320", help="frame and network input WxH")
     p.add_argument("--frames", type=int, default=20, help="frames timed (after 3 warm-up)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (wall-clock stage times)")
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda asked for, but torch sees no CUDA device")
+    torch.backends.cudnn.benchmark = True
     torch.set_num_threads(args.threads)
+    watch_type = WallStopwatch if args.device.startswith("cuda") else Stopwatch
     size, warmup = parse_size(args.size), 3
     torch.manual_seed(0)
     model = build_model({"backbone": args.backbone, "heads": {"xnect2d": {}}}).eval()
@@ -152,12 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         people = np.mean([len(t) for t in truth])
         print(
             f"{args.backbone} + xnect2d, {size[0]}x{size[1]}, {args.threads} thread(s), "
-            f"{args.frames} frames, {people:.1f} people per frame; ms per frame (CPU time)\n"
+            f"{args.frames} frames, {people:.1f} people per frame; ms per frame "
+            f"({'wall' if watch_type is WallStopwatch else 'CPU'} time)\n"
         )
-        header = "| mode | " + " | ".join(STAGES) + " | total | fps (CPU) | fps (wall) |"
+        header = "| mode | " + " | ".join(STAGES) + " | total | fps (stage clock) | fps (wall) |"
         print(header + "\n|" + "---|" * (len(STAGES) + 4))
-        for name, estimator in variants(model, size, onnx_path, args.threads).items():
-            ms = time_pipeline(estimator, video, truth, warmup)
+        modes = variants(model, size, onnx_path, args.threads, args.device)
+        for name, estimator in modes.items():
+            ms = time_pipeline(estimator, video, truth, warmup, watch_type)
             cells = " | ".join(f"{ms[k]:.1f}" for k in (*STAGES, "total"))
             print(f"| {name} | {cells} | {ms['cpu_fps']:.1f} | {ms['wall_fps']:.1f} |")
     return 0
