@@ -1,13 +1,14 @@
-"""Geometric and colour augmentation for multi-person keypoints (albumentations 2.0.8).
+"""Geometric and colour augmentation for multi-person keypoints.
 
 Every transform takes and returns (image (H, W, 3) uint8 RGB, keypoints (P, K, 3) (x, y, v),
 ignore_mask (H, W) uint8) and, for evaluation, the 2x3 matrix from original to input pixels.
-Pixel centres are at integer coordinates throughout (as albumentations and cv2.warpAffine do).
+Pixel centres are at integer coordinates throughout (as cv2.warpAffine and albumentations do).
 
-Pitfalls handled here (DESIGN.md section 5): keypoints go to albumentations as one (P*K, 3) array
-with visibility as an extra column and remove_invisible=False, so every keypoint comes back in
-order; visibility is recomputed from the image bounds afterwards; the horizontal flip is ours, and
-swaps left/right keypoints with the permutation the caller passes in (datasets know no skeleton).
+The training geometry (scale, rotation, crop/pad, flip) is one affine matrix applied by one
+cv2.warpAffine to the image and the mask and by the same matrix to the keypoints, so points and
+pixels agree exactly; colour jitter is albumentations 2.0.8. Visibility is recomputed from the
+image bounds afterwards; the horizontal flip swaps left/right keypoints with the permutation the
+caller passes in (datasets know no skeleton).
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ class TrainAugment:
     """Random scale, rotation, crop/pad to `input_size` (W, H), flip with left/right swap, colour.
 
     The image is first fitted so its longer side matches the input's, then scaled by a factor in
-    `scale`, rotated by up to `rotation` degrees, padded and randomly cropped to the input size.
+    `scale` and rotated by up to `rotation` degrees about its centre (the fitted frame is kept:
+    what leaves it is cut, what it uncovers is padding), padded to the input size (centred) and
+    randomly cropped to it where it is larger. All of this is one affine matrix (`train_matrix`),
+    so image and mask are resampled once, straight from the original, by cv2.warpAffine (the
+    albumentations chain LongestMaxSize -> Affine -> PadIfNeeded -> RandomCrop it replaces
+    resampled twice and copied twice; tests/test_pose2d_pipeline.py compares the two). Colour
+    jitter stays with albumentations.
     """
 
     def __init__(
@@ -70,41 +77,44 @@ class TrainAugment:
         width, height = input_size
         self.input_size = (int(width), int(height))
         self.flip_permutation = tuple(int(i) for i in flip_permutation)
+        self.scale = (float(scale[0]), float(scale[1]))
+        self.rotation = float(rotation)
         self.flip_probability = flip_probability
         self.rng = np.random.default_rng(seed)
         self._seeded_for: tuple[int, int] | None = None
-        border = {"border_mode": cv2.BORDER_CONSTANT, "fill": PAD_VALUE, "fill_mask": 0}
-        steps = [
-            A.LongestMaxSize(max_size=max(width, height)),
-            A.Affine(scale=scale, rotate=(-rotation, rotation), keep_ratio=True, p=1.0, **border),
-            A.PadIfNeeded(min_height=height, min_width=width, **border),
-            A.RandomCrop(height=height, width=width),
-        ]
+        self.colour: A.Compose | None = None
         if colour:
             # brightness/contrast is nearly free; the HSV round trip costs ~2 ms a sample, so
             # hue/saturation jitter runs on a third of the samples only
-            steps.append(A.RandomBrightnessContrast(0.3, 0.3, p=0.8))
-            steps.append(A.HueSaturationValue(5, 25, 0, p=0.3))
-        self.pipeline = A.Compose(
-            steps,
-            keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
-            seed=seed,
-        )
+            steps = [
+                A.RandomBrightnessContrast(0.3, 0.3, p=0.8),
+                A.HueSaturationValue(5, 25, 0, p=0.3),
+            ]
+            self.colour = A.Compose(steps, seed=seed)
 
     def __call__(
         self, image: np.ndarray, keypoints: np.ndarray, ignore_mask: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(H0, W0, 3) uint8, (P, K, 3), (H0, W0) -> the same at the input size."""
         self._reseed_in_worker()
-        people, joints = keypoints.shape[:2]
-        out = self.pipeline(
-            image=image, mask=ignore_mask, keypoints=keypoints.reshape(-1, 3).astype(np.float32)
+        height, width = image.shape[:2]
+        rng = self.rng
+        matrix, frame = train_matrix(
+            (width, height),
+            self.input_size,
+            scale=rng.uniform(*self.scale),
+            angle=rng.uniform(-self.rotation, self.rotation),
+            crop=(rng.random(), rng.random()),
+            flip=rng.random() < self.flip_probability,
         )
-        points = np.asarray(out["keypoints"], np.float32).reshape(people, joints, 3)
-        image, mask = out["image"], out["mask"]
-        points = clean_visibility(points, self.input_size[0], self.input_size[1])
-        if self.rng.random() < self.flip_probability:
-            image, points, mask = flip_horizontal(image, points, mask, self.flip_permutation)
+        image, mask = warp_with_frame(image, ignore_mask, matrix, frame, self.input_size)
+        points = keypoints.astype(np.float32).copy()
+        points[..., :2] = points[..., :2] @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2]
+        if matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0] < 0:  # mirrored
+            points = points[:, list(self.flip_permutation)]
+        points = clean_visibility(points, *self.input_size)
+        if self.colour is not None:
+            image = self.colour(image=image)["image"]
         return image, points, mask
 
     def _reseed_in_worker(self) -> None:
@@ -118,7 +128,81 @@ class TrainAugment:
             self._seeded_for = key
             seed = int(info.seed % 2**32)  # differs per worker and per epoch
             self.rng = np.random.default_rng(seed)
-            self.pipeline.set_random_seed(seed)
+            if self.colour is not None:
+                self.colour.set_random_seed(seed)
+
+
+def train_matrix(
+    image_size: tuple[int, int],
+    input_size: tuple[int, int],
+    scale: float,
+    angle: float,
+    crop: tuple[float, float] = (0.0, 0.0),
+    flip: bool = False,
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """TrainAugment's geometry for one draw: ((2, 3) original -> input pixels, visible frame).
+
+    image_size / input_size: (W, H); scale: factor after fitting the longer side; angle: degrees
+    about the fitted image's centre (pixel centres at integers, as cv2 and albumentations);
+    crop: where in [0, 1] the input window sits inside a padded image larger than it, per axis;
+    flip: mirror the result (x -> W - 1 - x). The frame (x0, y0, x1, y1) is the part of the
+    input that shows the fitted image; the rest is padding.
+    """
+    width, height = image_size
+    out_w, out_h = input_size
+    ratio = max(out_w, out_h) / max(width, height)
+    fit_w, fit_h = max(1, round(width * ratio)), max(1, round(height * ratio))
+    # the resize to the fitted size maps pixel centres as x' = (x + 0.5) * fit_w / width - 0.5
+    sx, sy = fit_w / width, fit_h / height
+    fit = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    radians = np.deg2rad(angle)
+    cos, sin = scale * np.cos(radians), scale * np.sin(radians)
+    cx, cy = fit_w / 2 - 0.5, fit_h / 2 - 0.5
+    spin = np.array([[cos, sin, cx - cos * cx - sin * cy], [-sin, cos, cy + sin * cx - cos * cy]])
+    # pad (centred) up to the input size, then crop the input window out of the padded image
+    left = (out_w - fit_w) // 2 if fit_w < out_w else -int(crop[0] * (fit_w - out_w + 1))
+    top = (out_h - fit_h) // 2 if fit_h < out_h else -int(crop[1] * (fit_h - out_h + 1))
+    matrix = spin @ fit
+    matrix[:, 2] += (left, top)
+    frame = (max(left, 0), max(top, 0), min(left + fit_w, out_w), min(top + fit_h, out_h))
+    if flip:
+        matrix = np.array([[-1.0, 0.0], [0.0, 1.0]]) @ matrix
+        matrix[0, 2] += out_w - 1
+        frame = (out_w - frame[2], frame[1], out_w - frame[0], frame[3])
+    return matrix, frame
+
+
+def warp_with_frame(
+    image: np.ndarray,
+    ignore_mask: np.ndarray,
+    matrix: np.ndarray,
+    frame: tuple[int, int, int, int],
+    input_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample image (bilinear) and mask (nearest) once; outside `frame` is padding."""
+    border = cv2.BORDER_CONSTANT
+    out = cv2.warpAffine(
+        image, matrix, input_size, flags=cv2.INTER_LINEAR, borderMode=border, borderValue=PAD_VALUE
+    )
+    if ignore_mask.any():
+        mask = cv2.warpAffine(
+            ignore_mask, matrix, input_size, flags=cv2.INTER_NEAREST, borderMode=border
+        )
+    else:  # the common case: nothing to ignore, nothing to resample
+        mask = np.zeros((input_size[1], input_size[0]), np.uint8)
+    x0, y0, x1, y1 = frame
+    row = pad_row(input_size[0])
+    out[:y0], out[y1:], out[:, :x0], out[:, x1:] = row, row, row[:x0], row[x1:]
+    mask[:y0], mask[y1:], mask[:, :x0], mask[:, x1:] = 0, 0, 0, 0
+    return out, mask
+
+
+def pad_row(width: int) -> np.ndarray:
+    """(width, 3) uint8 row of PAD_VALUE. Assigning it to image rows copies whole rows, ~50x
+    faster than numpy broadcasting the 3-tuple pixel by pixel."""
+    row = np.empty((width, 3), np.uint8)
+    row[:] = PAD_VALUE
+    return row
 
 
 class EvalResize:
@@ -147,7 +231,7 @@ class EvalResize:
         new_h = min(self.input_size[1], max(1, round(height * scale)))
         resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         canvas = np.empty((self.input_size[1], self.input_size[0], 3), np.uint8)
-        canvas[:] = PAD_VALUE
+        canvas[:] = pad_row(self.input_size[0])
         canvas[:new_h, :new_w] = resized
         mask = np.zeros(canvas.shape[:2], np.uint8)
         mask[:new_h, :new_w] = cv2.resize(

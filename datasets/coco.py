@@ -91,9 +91,10 @@ class CocoKeypoints(Dataset):
         self.num_keypoints = len(self.coco.cats[self.category_ids[0]]["keypoints"])
         self.image_ids = sorted(self.coco.imgs) if image_ids is None else list(image_ids)
         if check_files:
-            self._check_files()
+            self.check_images()
 
-    def _check_files(self) -> None:
+    def check_images(self) -> None:
+        """DatasetError naming the images of `image_ids` missing from the image folder."""
         missing = [
             self.coco.imgs[i]["file_name"]
             for i in self.image_ids
@@ -113,10 +114,7 @@ class CocoKeypoints(Dataset):
         """Raw sample: image (H, W, 3) uint8 RGB, keypoints (P, K, 3), ignore mask (H, W) uint8."""
         info = self.coco.imgs[self.image_ids[index]]
         path = self.image_dir / info["file_name"]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DatasetError(f"cannot read image {path} (missing or corrupt)")
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        image = read_rgb(path)
         height, width = image.shape[:2]
         ann_ids = self.coco.getAnnIds(imgIds=info["id"], catIds=self.category_ids, iscrowd=None)
         annotations = self.coco.loadAnns(ann_ids)
@@ -149,6 +147,19 @@ class CocoKeypoints(Dataset):
             for key, value in self.encoder(keypoints, size, ignore_mask).items():
                 sample[key] = torch.from_numpy(value)
         return sample
+
+
+# OpenCV >= 4.10 decodes JPEGs straight to RGB: the same pixels as BGR + cvtColor, ~0.5 ms less
+# per COCO image (no second full-size pass and array).
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; DatasetError when the file is missing or not an image."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB)
+    if image is None:
+        raise DatasetError(f"cannot read image {path} (missing or corrupt)")
+    return image if _IMREAD_RGB is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def regions_mask(annotations: list[dict], height: int, width: int) -> np.ndarray:

@@ -9,8 +9,9 @@ Conventions (shared by encode, decode and the network's output size):
   the backbone ends at stride 16 and the head doubles that map, so an input not divisible by 16
   gets 2 * ceil(H / 16) rows. Inputs are padded bottom/right; padding holds no people.
 - Heatmaps: 19 channels in the OpenPose-18 order + background (1 - max of the others); Gaussians of
-  `sigma` input pixels, max over people. PAFs: 38 channels, limb i = channels (2i, 2i + 1) = the
-  unit vector from->to on cells within `paf_half_width` cells of the limb, averaged over people.
+  `sigma` input pixels (0 where below GAUSSIAN_CUTOFF), max over people. PAFs: 38 channels, limb
+  i = channels (2i, 2i + 1) = the unit vector from->to on cells within `paf_half_width` cells of
+  the limb, averaged over people.
 - Decoding maps back to ORIGINAL image pixels through `transform`, the 2x3 affine matrix taking
   original pixels to input pixels (from the resize/pad step), and returns COCO-17 keypoints.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .codec2d_decode import find_peaks, people_to_coco17, to_numpy
@@ -27,6 +29,8 @@ from .grouping import group_people
 from .skeletons import LIMBS18, OPENPOSE18_NAMES, coco17_to_openpose18
 
 NUM_KEYPOINTS = len(OPENPOSE18_NAMES)
+# Heatmap Gaussians are written where they reach this value (below it they are 0).
+GAUSSIAN_CUTOFF = 1e-4
 
 
 @dataclass
@@ -100,65 +104,93 @@ class Pose2DCodec:
         return {"heatmaps": heatmaps, "pafs": pafs, "mask": mask}
 
     def _gaussians(self, people: np.ndarray, width: int, height: int) -> np.ndarray:
-        """(P, 18, 3) -> (18, h, w): per keypoint the max over people of separable Gaussians."""
+        """(P, 18, 3) -> (18, h, w): per keypoint the max over people of separable Gaussians.
+
+        Each Gaussian is written only on the cells where it reaches GAUSSIAN_CUTOFF (a window of
+        about 2 x 4.3 sigma); beyond them the full-map product is below the cutoff, so the maps
+        differ from an everywhere-evaluated Gaussian by less than that.
+        """
         out = np.zeros((NUM_KEYPOINTS, height, width), np.float32)
-        if len(people) == 0:
+        person, keypoint = np.nonzero(people[..., 2] > 0)
+        if len(person) == 0:
             return out
         scale = -0.5 / self.sigma**2
-        labelled = people[..., 2] > 0  # (P, 18)
-        gx = np.exp(scale * (self.cell_centres(width) - people[..., 0, None]) ** 2)  # (P,18,w)
-        gy = np.exp(scale * (self.cell_centres(height) - people[..., 1, None]) ** 2)  # (P,18,h)
-        gx *= labelled[..., None]
-        # max over people of the outer products gy x gx, one keypoint type at a time
-        for k in range(NUM_KEYPOINTS):
-            if labelled[:, k].any():
-                rows = labelled[:, k]
-                out[k] = np.max(gy[rows, k, :, None] * gx[rows, k, None, :], axis=0)
+        radius = self.sigma * math.sqrt(-2.0 * math.log(GAUSSIAN_CUTOFF)) / self.stride  # cells
+        size = 2 * math.ceil(radius) + 2
+        xy = people[person, keypoint, :2]  # (N, 2) input pixels
+        # window origin (cells): the first cell within `radius` of the centre, kept on the map
+        first = np.floor((xy - (self.stride - 1) / 2) / self.stride - radius).astype(np.int64) + 1
+        first = np.clip(first, 0, np.maximum(np.array([width, height]) - size, 0))
+        cells = first[:, :, None] + np.arange(size)  # (N, 2, size)
+        inside = cells < np.array([width, height])[:, None]
+        centres = cells.astype(np.float32) * self.stride + (self.stride - 1) / 2
+        g = np.exp(scale * (centres - xy[..., None]) ** 2) * inside  # (N, 2, size)
+        patches = g[:, 1, :, None] * g[:, 0, None, :]  # (N, size_y, size_x)
+        rows = np.minimum(cells[:, 1, :, None], height - 1)
+        cols = np.minimum(cells[:, 0, None, :], width - 1)
+        np.maximum.at(out, (keypoint[:, None, None], rows, cols), patches)
         return out
 
     def _pafs(self, people: np.ndarray, width: int, height: int) -> np.ndarray:
         """(P, 18, 3) -> (38, h, w): unit limb vectors on a band around each limb, averaged.
 
-        All limbs of all people are rasterised in one batch of (19, P, h, w) distance tests.
+        Only limbs with both ends labelled are rasterised, each in a window around its band (one
+        batch of (limbs, window) tests), and summed per limb type with bincount.
         """
+        pafs = np.zeros((len(LIMBS18), 2, height * width), np.float32)
         if len(people) == 0:
-            return np.zeros((2 * len(LIMBS18), height, width), np.float32)
+            return pafs.reshape(-1, height, width)
         limbs = np.array(LIMBS18)
-        # keypoints in map coordinates (cells)
-        points = (people[..., :2] - (self.stride - 1) / 2) / self.stride
-        start = points[:, limbs[:, 0]].transpose(1, 0, 2)  # (19, P, 2)
-        vec = points[:, limbs[:, 1]].transpose(1, 0, 2) - start
-        length = np.sqrt((vec**2).sum(-1))  # (19, P)
-        # a limb needs both ends labelled and a direction
-        valid = (people[:, limbs[:, 0], 2] > 0).T & (people[:, limbs[:, 1], 2] > 0).T
-        valid &= length > 1e-6
-        unit = vec / np.maximum(length, 1e-6)[..., None]
-        dx = np.arange(width, dtype=np.float32) - start[..., 0, None, None]  # (19, P, 1, w)
-        dy = np.arange(height, dtype=np.float32)[:, None] - start[..., 1, None, None]
-        ux, uy = unit[..., 0, None, None], unit[..., 1, None, None]
-        along = dx * ux + dy * uy  # (19, P, h, w)
-        across = np.abs(dx * uy - dy * ux)
+        points = (people[..., :2] - (self.stride - 1) / 2) / self.stride  # map cells
+        # (limb, person) pairs with both ends labelled and a direction
+        valid = (people[:, limbs[:, 0], 2] > 0) & (people[:, limbs[:, 1], 2] > 0)  # (P, 19)
+        start, end = points[:, limbs[:, 0]][valid], points[:, limbs[:, 1]][valid]  # (n, 2)
+        limb = np.nonzero(valid)[1]
+        vec = end - start
+        length = np.sqrt((vec**2).sum(-1))
+        keep = length > 1e-6
+        start, vec, length, limb = start[keep], vec[keep], length[keep], limb[keep]
+        if len(limb) == 0:
+            return pafs.reshape(-1, height, width)
+        unit = vec / length[:, None]
         # the band reaches half a width past each end so that samples rounded to cells at the
-        # limb's ends still land inside it
+        # limb's ends still land inside it; its cells lie within reach * sqrt(2) of the segment
         reach = self.paf_half_width
-        band = (along >= -reach) & (along <= length[..., None, None] + reach) & (across <= reach)
-        band &= valid[..., None, None]
-        count = band.sum(1)  # (19, h, w)
-        summed = np.einsum("lphw,lpc->lchw", band.astype(np.float32), unit.astype(np.float32))
-        pafs = summed / np.maximum(count, 1)[:, None]
-        return pafs.reshape(-1, height, width).astype(np.float32)
+        low = np.floor(np.minimum(start, start + vec) - 1.5 * reach).astype(np.int64)
+        high = np.ceil(np.maximum(start, start + vec) + 1.5 * reach).astype(np.int64)
+        shape = np.array([width, height])
+        low, high = np.clip(low, 0, shape - 1), np.clip(high, 0, shape - 1)
+        size = np.minimum((high - low).max(0) + 1, shape)  # one window size for all limbs
+        low = np.minimum(low, shape - size)
+        xs = (low[:, 0, None] + np.arange(size[0]))[:, None, :]  # (n, 1, wx)
+        ys = (low[:, 1, None] + np.arange(size[1]))[:, :, None]  # (n, wy, 1)
+        dx = xs.astype(np.float32) - start[:, 0, None, None]
+        dy = ys.astype(np.float32) - start[:, 1, None, None]
+        ux, uy = unit[:, 0, None, None], unit[:, 1, None, None]
+        along = dx * ux + dy * uy
+        band = (along >= -reach) & (along <= length[:, None, None] + reach)
+        band &= np.abs(dx * uy - dy * ux) <= reach
+        which, row, col = np.nonzero(band)
+        cell = limb[which] * (height * width) + ys[which, row, 0] * width + xs[which, 0, col]
+        total = len(LIMBS18) * height * width
+        count = np.bincount(cell, minlength=total)
+        for axis in range(2):
+            summed = np.bincount(cell, weights=unit[which, axis], minlength=total)
+            pafs[:, axis] = (summed / np.maximum(count, 1)).reshape(len(LIMBS18), -1)
+        return pafs.reshape(-1, height, width)
 
     def _loss_mask(self, ignore_mask: np.ndarray | None, width: int, height: int) -> np.ndarray:
         """(H, W) ignore mask -> (1, h, w) loss weights: 0 where over half a cell is ignored."""
         if ignore_mask is None:
             return np.ones((1, height, width), np.float32)
-        ignore = np.asarray(ignore_mask) > 0
+        ignore = np.asarray(ignore_mask)
         if not ignore.any():  # the common case, and cheap to test
             return np.ones((1, height, width), np.float32)
         padded = np.zeros((height * self.stride, width * self.stride), np.float32)
         rows, cols = min(ignore.shape[0], padded.shape[0]), min(ignore.shape[1], padded.shape[1])
-        padded[:rows, :cols] = ignore[:rows, :cols]
-        fraction = padded.reshape(height, self.stride, width, self.stride).mean((1, 3))
+        padded[:rows, :cols] = ignore[:rows, :cols] > 0
+        # INTER_AREA at an integer factor is the block mean (exact here: sums of 0/1 over 64)
+        fraction = cv2.resize(padded, (width, height), interpolation=cv2.INTER_AREA)
         return (fraction <= 0.5).astype(np.float32)[None]
 
     # ------------------------------------------------------------------ decode
