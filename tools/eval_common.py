@@ -1,0 +1,63 @@
+"""What `tools/eval.py` needs from each task's evaluator, and the pieces they share.
+
+`tools/eval.py` reads the checkpoint, finds its task (checkpoint["experiment"]["task"], else from
+the model's heads) and hands over to EVALUATORS[task] (a plain dict in eval.py). An Evaluator
+adds its own command-line options to the one parser and runs with the parsed arguments and the
+checkpoint dict; options of another task's evaluator are refused before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from selecsls.backbones.checkpoint import CheckpointError
+from selecsls.heads import load_model
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """One task's evaluation.
+
+    add_arguments(group): adds the task's own options (each with a default, none required);
+    run(args, checkpoint) -> exit code: checkpoint is the file's dict ({} for a published name);
+    usage: one line naming the task's data options, shown when they are missing or misused.
+    """
+
+    add_arguments: Callable[[argparse._ArgumentGroup], None]
+    run: Callable[[argparse.Namespace, dict[str, Any]], int]
+    usage: str
+
+
+def add_once(group: argparse._ArgumentGroup, name: str, **kwargs: Any) -> None:
+    """Add an option unless another evaluator already did: evaluators may share options (the
+    pose tasks' --ann, --images, ...), and all groups of a parser share one option table."""
+    if name not in group._option_string_actions:
+        group.add_argument(name, **kwargs)
+
+
+def option_defaults(evaluator: Evaluator) -> dict[str, Any]:
+    """{dest: default} of the evaluator's own options (parsed from nothing on a bare parser)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    evaluator.add_arguments(parser.add_argument_group())
+    return vars(parser.parse_args([]))
+
+
+def load_weights(args: argparse.Namespace, checkpoint: dict[str, Any]) -> torch.nn.Module:
+    """The model of `args.model`, with the checkpoint's EMA weights when `args.ema`."""
+    model = load_model(args.model)
+    if args.ema:
+        if "ema_state_dict" not in checkpoint:
+            raise CheckpointError(f"{args.model}: holds no EMA weights (trained without ema)")
+        model.load_state_dict(checkpoint["ema_state_dict"])
+    return model
+
+
+def run_experiment(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The resolved training config saved in the checkpoint ({} when there is none)."""
+    experiment = checkpoint.get("experiment")
+    return experiment if isinstance(experiment, dict) else {}

@@ -1,0 +1,159 @@
+"""`tools/eval.py` for 2D pose checkpoints: pycocotools OKS AP/AR on any COCO-format keypoint set.
+
+    python -m selecsls.tools.eval runs/pose2d/best.pt --ann val/annotations.json \\
+        --images val/images --results detections.json --json metrics.json
+
+The checkpoint's resolved config (checkpoint["experiment"]) gives the codec settings and the
+letterbox size (data.input_size); a pose model file without one (e.g. a fused copy) uses the
+codec's defaults and checkpoint["input_size"] or 368x368. Images are letterboxed exactly as the
+training run's validation (EvalResize), decoded by the codec and scored by the engine's own
+evaluation (tools/engine/tasks/pose2d_eval.py -> tools/coco_eval.py), so the figures match the
+`val_AP` a run logs for the same set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from selecsls.datasets.augment import EvalResize
+from selecsls.datasets.coco import CocoKeypoints, DatasetError, collate_pose
+from selecsls.tools._cli import parse_size
+from selecsls.tools.engine.distributed import ShardedSampler, cleanup, init_distributed
+from selecsls.tools.engine.tasks.pose2d import Pose2DTask
+from selecsls.tools.engine.tasks.pose2d_eval import RESULT_FILE, evaluate_pose2d
+from selecsls.tools.eval_common import Evaluator, add_once, load_weights, run_experiment
+
+DEFAULT_BATCH = 8
+DEFAULT_SIZE = "368x368"
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    add_once(group, "--ann", help="COCO-format keypoint json (e.g. person_keypoints_val2017)")
+    add_once(group, "--images", help="folder holding the json's file_name paths")
+    add_once(group, "--input-size", help="letterbox W x H (default: the run's data.input_size)")
+    add_once(group, "--results", help="write the scored detections (COCO results json) here")
+    add_once(group, "--max-images", type=int, help="evaluate the json's first N images only")
+
+
+def input_size(args: argparse.Namespace, checkpoint: dict[str, Any]) -> tuple[int, int]:
+    """--input-size, else the run's data.input_size, else the file's input_size, else 368x368."""
+    if args.input_size:
+        return parse_size(args.input_size, "--input-size", minimum=32)
+    run_size = run_experiment(checkpoint).get("data", {}).get("input_size")
+    if run_size:
+        return parse_size(run_size, "data.input_size of the checkpoint", minimum=32)
+    if checkpoint.get("input_size"):
+        width, height = checkpoint["input_size"]
+        return int(width), int(height)
+    return parse_size(DEFAULT_SIZE)
+
+
+def build_dataset(args: argparse.Namespace, size: tuple[int, int]) -> CocoKeypoints:
+    """The letterboxed evaluation set; DatasetError for missing files or no keypoints at all."""
+    dataset = CocoKeypoints(
+        args.ann, args.images, size, augment=EvalResize(size), normalize=False, check_files=False
+    )
+    annotations = dataset.coco.dataset.get("annotations", [])
+    if not any(a.get("num_keypoints", 0) > 0 and not a.get("iscrowd") for a in annotations):
+        raise DatasetError(
+            f"{args.ann}: no annotation has keypoints (num_keypoints > 0): nothing to score against"
+        )
+    if args.max_images is not None:
+        if args.max_images < 1:
+            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+        dataset.image_ids = dataset.image_ids[: args.max_images]
+    dataset.check_images()  # only the images that will be read
+    return dataset
+
+
+def make_task(checkpoint: dict[str, Any], size: tuple[int, int], out_dir: str) -> Pose2DTask:
+    """The training task rebuilt from the run's codec section, for its evaluation path only."""
+    config = {
+        "codec": dict(run_experiment(checkpoint).get("codec", {})),
+        "data": {"input_size": f"{size[0]}x{size[1]}"},
+        "eval": {"previews": 0},  # no TensorBoard images from the command line
+        "run": {"out_dir": out_dir},
+    }
+    return Pose2DTask(config)
+
+
+def check_model(model: torch.nn.Module, source: str) -> None:
+    heads = getattr(model, "config", {}).get("heads", {})
+    if "xnect2d" not in heads:
+        raise ValueError(f"{source}: the model has no xnect2d head (heads: {', '.join(heads)})")
+
+
+def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
+    if not args.ann or not args.images:
+        raise ValueError(f"{args.model} is a 2D pose checkpoint: {EVALUATOR.usage}")
+    size = input_size(args, checkpoint)
+    dataset = build_dataset(args, size)
+    results_dir = Path(args.results).resolve().parent if args.results else None
+    if results_dir is not None:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    info = init_distributed(args.device)
+    scratch = tempfile.mkdtemp(prefix=".eval_pose2d", dir=results_dir)
+    try:
+        model = load_weights(args, checkpoint)
+        check_model(model, args.model)
+        model = model.to(info.device).eval()
+        if args.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        task = make_task(checkpoint, size, scratch)
+        task.val_set = dataset
+        loader = DataLoader(
+            dataset,
+            args.batch_size or DEFAULT_BATCH,
+            sampler=ShardedSampler(len(dataset), info, False, pad=False),
+            num_workers=args.workers,
+            collate_fn=collate_pose,
+        )
+        amp = torch.bfloat16 if args.amp == "bf16" else None
+        start = time.perf_counter()
+        metrics = evaluate_pose2d(task, model, loader, info, amp, args.channels_last)
+        metrics["images_per_s"] = len(dataset) / max(time.perf_counter() - start, 1e-9)
+        if info.is_main and args.results:
+            os.replace(Path(scratch) / RESULT_FILE, args.results)  # same folder: atomic
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        cleanup()
+    if info.is_main:
+        report(args, metrics, size)
+    return 0
+
+
+def report(args: argparse.Namespace, metrics: dict[str, float], size: tuple[int, int]) -> None:
+    print(
+        f"{args.model}{' (EMA)' if args.ema else ''} on {args.ann}: "
+        f"AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}, AR {metrics['AR']:.3f}; "
+        f"{int(metrics['images'])} images at {size[0]}x{size[1]}, "
+        f"{int(metrics['people'])} people detected, {metrics['images_per_s']:.1f} images/s"
+    )
+    if args.json:
+        payload = {
+            "model": args.model,
+            "ann": args.ann,
+            "images_dir": args.images,
+            "ema": args.ema,
+            "input_size": list(size),
+            "results": args.results,
+            **metrics,
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+EVALUATOR = Evaluator(
+    add_arguments=add_arguments,
+    run=run,
+    usage="pass --ann KEYPOINTS.json --images FOLDER (any COCO-format keypoint set)",
+)
