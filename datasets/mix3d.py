@@ -17,13 +17,20 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, Dataset
 
-from .muco import NUM_JOINTS, PER_PERSON_KEYS, Multi3DDataset
+from .muco import (
+    NUM_JOINTS,
+    PER_PERSON_KEYS,
+    Multi3DDataset,
+    camera_of,
+    person_arrays,
+    read_3d_json,
+)
 
 
 class With3DFields(Dataset):
     """Wraps a 2D dataset: each item gains "joints3d" (P, 21, 3) NaN, "points2d" (P, 21, 3) 0,
-    "has_3d" (P,) False, "camera_f"/"camera_c" (a default camera: f = input width, c = input
-    centre) and encoder3d's targets."""
+    "has_3d" (P,) False, "coco_labelled" (P,) True, "camera_f"/"camera_c" (a default camera:
+    f = input width, c = input centre) and encoder3d's targets."""
 
     def __init__(self, dataset: Dataset, encoder3d: Callable[..., dict] | None = None) -> None:
         self.dataset = dataset
@@ -43,6 +50,7 @@ class With3DFields(Dataset):
             joints3d=torch.from_numpy(joints3d),
             points2d=torch.from_numpy(points2d),
             has_3d=torch.from_numpy(has_3d),
+            coco_labelled=torch.ones(people, dtype=torch.bool),
             camera_f=torch.tensor([width, width], dtype=torch.float32),
             camera_c=torch.tensor([(width - 1) / 2, (height - 1) / 2], dtype=torch.float32),
         )
@@ -69,6 +77,35 @@ def synthetic_people_3d(folder: str | Path, **kwargs: Any) -> Multi3DDataset:
     each person's 21 joints ("keypoints_3d", camera mm) and each image's camera."""
     folder = Path(folder)
     return Multi3DDataset(folder / "annotations.json", folder / "images", **kwargs)
+
+
+class Multi3DPeople(Dataset):
+    """The fully 3D-labelled people of a MuCo-format (or synthetic) json, without images: Stage II
+    training on ground truth. Item: {"joints3d" (21, 3) camera mm, "points2d" (21, 3) original
+    pixels (x, y, v), "camera_f" (2,), "camera_c" (2,)}; `repeats` lists every person that many
+    times per epoch (each copy gets fresh noise in the tools)."""
+
+    def __init__(self, annotation_file: str | Path, repeats: int = 1) -> None:
+        data = read_3d_json(annotation_file)
+        cameras = {image["id"]: camera_of(image) for image in data["images"]}
+        people = []
+        for ann in data["annotations"]:
+            if ann.get("num_keypoints", 1) == 0 or ann.get("is_valid", 1) == 0:
+                continue
+            f, c = cameras[ann["image_id"]]
+            joints3d, points2d = person_arrays(ann, f, c)
+            if np.isfinite(joints3d).all():
+                people.append((joints3d, points2d, f, c))
+        self.people = people
+        self.repeats = max(int(repeats), 1)
+
+    def __len__(self) -> int:
+        return len(self.people) * self.repeats
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        joints3d, points2d, f, c = self.people[index % len(self.people)]
+        values = {"joints3d": joints3d, "points2d": points2d, "camera_f": f, "camera_c": c}
+        return {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in values.items()}
 
 
 def collate_pose3d(batch: list[dict[str, Any]]) -> dict[str, Any]:

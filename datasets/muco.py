@@ -11,11 +11,12 @@ The format (COCO-style json, as distributed for MuCo-3DHP training and MuPoTS-3D
 
 An item is CocoKeypoints' dict ("image", "keypoints" (P, 17, 3), "ignore_mask", "transform",
 "image_id", "orig_size") plus "joints3d" (P, 21, 3) camera mm, "points2d" (P, 21, 3) projected 2D
-(x, y, v) in input pixels (v = 1 inside the image), "has_3d" (P,) bool, "camera_f" (2,) and
-"camera_c" (2,) in INPUT pixels (the resize folded in, so 3D placement can run on network
-coordinates), and the encoders' targets. Datasets know no skeleton: tools pass
-`coco_from_joints` (COCO keypoint -> joint index, -1 none; `heads.skeletons.COCO17_FROM_JOINTS21`)
-to make 2D keypoints for people without COCO keypoints.
+(x, y, v) in input pixels (v = 1 inside the image), "has_3d" (P,) bool, "coco_labelled" (P,)
+bool (the annotation has COCO keypoints of its own; False: they were made from the joints, so the
+face types are not labelled), "camera_f" (2,) and "camera_c" (2,) in INPUT pixels (the resize
+folded in, so 3D placement can run on network coordinates), and the encoders' targets. Datasets
+know no skeleton: tools pass `coco_from_joints` (COCO keypoint -> joint index, -1 none;
+`heads.skeletons.COCO17_FROM_JOINTS21`) to make 2D keypoints for people without COCO keypoints.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .augment3d import apply_to_camera
 from .coco import DatasetError, regions_mask, to_tensor
 
 NUM_JOINTS = 21
-PER_PERSON_KEYS = ("keypoints", "joints3d", "points2d", "has_3d")
+PER_PERSON_KEYS = ("keypoints", "joints3d", "points2d", "has_3d", "coco_labelled")
 
 
 def read_3d_json(path: str | Path) -> dict:
@@ -169,6 +170,7 @@ class Multi3DDataset(Dataset):
             "joints3d": joints3d,
             "points2d": points2d,
             "has_3d": np.array([a.get("is_valid", 1) != 0 for a in people], bool),
+            "coco_labelled": np.array(["keypoints" in a for a in people], bool),
             "ignore_mask": regions_mask(ignored, *image.shape[:2]),
             "f": f,
             "c": c,
@@ -220,6 +222,7 @@ class Multi3DDataset(Dataset):
             "joints3d": torch.from_numpy(raw["joints3d"].astype(np.float32)),
             "points2d": torch.from_numpy(points2d.astype(np.float32)),
             "has_3d": torch.from_numpy(raw["has_3d"]),
+            "coco_labelled": torch.from_numpy(raw["coco_labelled"]),
             "camera_f": torch.from_numpy(f.astype(np.float32)),
             "camera_c": torch.from_numpy(c.astype(np.float32)),
         }

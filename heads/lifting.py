@@ -69,6 +69,34 @@ class LiftingNet(nn.Module):
         }
 
 
+class LiftingHead(nn.Module):
+    """Stage II as a head of the Stage I model, so one checkpoint (`heads.weights.save_model`,
+    config heads {"xnect3d": {}, "lifting": {}}) holds Stage I + II and `load_model` rebuilds both.
+
+    Stage II works on decoded people, not on feature maps: `forward(features)` returns nothing
+    (the exported network is Stage I alone) and `self.net` (a LiftingNet) is applied per person
+    after decoding (`heads.pose3d.predict_people3d(..., lifting=head.net)`)."""
+
+    def __init__(self, feature_specs=None, widths=(160, 256, 256, 128)) -> None:
+        super().__init__()
+        self.net = LiftingNet(widths=tuple(widths))
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {}
+
+
+def find_lifting(model: nn.Module) -> LiftingNet | None:
+    """The LiftingNet of a Model with a "lifting" head (DDP / compile wrappers, and the
+    `prune.FilledHead` a pruned model wraps it in, looked through), or None."""
+    model = getattr(model, "_orig_mod", model)
+    model = getattr(model, "module", model)
+    heads = getattr(model, "heads", {})
+    if "lifting" not in heads:
+        return None
+    head = heads["lifting"]
+    return getattr(head, "head", head).net
+
+
 def lifting_targets(joints3d: np.ndarray) -> dict[str, np.ndarray]:
     """(P, 21, 3) mm (camera or root-relative) -> {"pose", "aux_root", "aux_parent": (P, 21, 3),
     "scale": (P,)} float32 targets in the network's normalised units."""

@@ -1,8 +1,25 @@
-"""Masked L2 loss on heatmaps and PAFs (the lightweight OpenPose recipe), outside the model."""
+"""Masked L2 loss on heatmaps and PAFs (the lightweight OpenPose recipe), outside the model.
+
+Per-keypoint masking (`keypoint_masks`): a data set may not label some keypoint TYPES at all for
+some people (MuCo-3DHP people have no face keypoints: their COCO keypoints are made from the 3D
+joints, which have no eyes or ears). Without a mask such a person's nose would be trained as
+background. The mask is 0, for the heatmap channels of the types the person's annotation lacks,
+for the background channel and for the PAF channels of limbs that touch those types, on the map
+cells of the person's region (the box of all its labelled 2D points, grown by `margin`), and 1
+everywhere else. COCO-labelled people (every type labellable; v = 0 there means "not present")
+never get such masks, so COCO training is unchanged.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from .codec2d import NUM_KEYPOINTS, Pose2DCodec
+from .skeletons import LIMBS18, OPENPOSE18_FROM_COCO17
+
+# target key -> its optional per-channel mask key (from keypoint_masks)
+CHANNEL_MASKS = {"heatmaps": "heatmap_mask", "pafs": "paf_mask"}
 
 
 def pose2d_losses(
@@ -14,7 +31,9 @@ def pose2d_losses(
 
     outputs: {"heatmaps": (N, 19, h, w), "pafs": (N, 38, h, w)} from the head; targets: the
     codec's {"heatmaps", "pafs", "mask": (N, 1, h, w)} (mask 0 where crowds or unannotated people
-    lie). Returns {"heatmap_loss", "paf_loss", "loss" = heatmap_loss + paf_weight * paf_loss}.
+    lie), optionally "heatmap_mask" (N, 19, h, w) and "paf_mask" (N, 38, h, w) from
+    `keypoint_masks` (multiplied in). Returns {"heatmap_loss", "paf_loss", "loss" =
+    heatmap_loss + paf_weight * paf_loss}.
     Summing (not averaging) over cells keeps the gradient per person independent of the image
     size, as in the reference recipe whose learning rates assume it.
     """
@@ -27,7 +46,51 @@ def pose2d_losses(
                 f"{key}: prediction {tuple(prediction.shape)} and target {tuple(target.shape)} "
                 "differ; encode targets with the codec at the network's input size"
             )
-        error = (prediction.float() - target.float()).square() * mask
+        weight = mask
+        if CHANNEL_MASKS[key] in targets:
+            weight = mask * targets[CHANNEL_MASKS[key]]
+        error = (prediction.float() - target.float()).square() * weight
         losses[key[:-1] + "_loss"] = error.sum() / (2 * prediction.shape[0])
     losses["loss"] = losses["heatmap_loss"] + paf_weight * losses["paf_loss"]
     return losses
+
+
+def keypoint_masks(
+    region_points: np.ndarray,
+    unlabelled: np.ndarray,
+    input_size: tuple[int, int],
+    codec: Pose2DCodec,
+    margin: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-channel loss masks for people whose annotation lacks some keypoint types.
+
+    region_points: (P, M, 3) any 2D points of each person (x, y, v) in input pixels, v > 0 where
+    labelled (e.g. its COCO keypoints and projected 3D joints together); unlabelled: (P, 17) bool,
+    COCO types the person's annotation cannot provide; input_size (W, H); margin: input pixels
+    added around each person's box (default 2 sigma, the reach of a Gaussian).
+    Returns {"heatmap_mask": (19, h, w), "paf_mask": (38, h, w)} float32 (see module docstring).
+    """
+    width, height = codec.map_size(input_size)
+    heat = np.ones((NUM_KEYPOINTS + 1, height, width), np.float32)
+    paf = np.ones((2 * len(LIMBS18), height, width), np.float32)
+    unlabelled = np.asarray(unlabelled, bool).reshape(-1, 17)
+    points = np.asarray(region_points, np.float32)
+    points = points.reshape(len(unlabelled), points.shape[-2] if points.ndim > 1 else 0, 3)
+    margin = 2 * codec.sigma if margin is None else margin
+    source = np.array(OPENPOSE18_FROM_COCO17)
+    limbs = np.array(LIMBS18)
+    xs, ys = codec.cell_centres(width), codec.cell_centres(height)
+    for person, lacks in zip(points, unlabelled):
+        labelled = person[person[:, 2] > 0, :2]
+        if not lacks.any() or len(labelled) == 0:
+            continue
+        # OpenPose types the person lacks (the neck is derived from the shoulders)
+        lacks18 = np.where(source >= 0, lacks[np.maximum(source, 0)], False)
+        low, high = labelled.min(0) - margin, labelled.max(0) + margin
+        inside = ((ys >= low[1]) & (ys <= high[1]))[:, None] & ((xs >= low[0]) & (xs <= high[0]))
+        channels = np.flatnonzero(np.append(lacks18, True))  # + the background
+        heat[channels] *= ~inside
+        limb_lacks = np.flatnonzero(lacks18[limbs[:, 0]] | lacks18[limbs[:, 1]])
+        for limb in limb_lacks:
+            paf[2 * limb : 2 * limb + 2] *= ~inside
+    return {"heatmap_mask": heat, "paf_mask": paf}

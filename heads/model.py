@@ -13,6 +13,7 @@ from selecsls.backbones import build_backbone, canonical_name
 from selecsls.backbones.fusion import fuse_bn_structure
 
 from .classification import ClassificationHead
+from .lifting import LiftingHead
 from .prune import apply_pruned_config
 from .xnect2d import XNect2DHead
 from .xnect3d import XNect3DHead
@@ -22,6 +23,7 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
     "classification": ClassificationHead,
     "xnect2d": XNect2DHead,
     "xnect3d": XNect3DHead,
+    "lifting": LiftingHead,  # Stage II: per person after decoding, stored with Stage I
 }
 
 

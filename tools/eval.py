@@ -8,6 +8,11 @@
     # 2D pose: pycocotools OKS AP/AR on any COCO-format keypoint json + image folder
     python -m selecsls.tools.eval runs/pose2d/best.pt --ann person_keypoints_val2017.json \\
         --images val2017 --results detections.json --json metrics.json
+    # 3D pose (Stage I, or Stage I + II): MPJPE, PA-MPJPE, 3DPCK, AUC (+ 2D AP) on a json with
+    # per-person keypoints_3d / keypoints_cam and cameras (synthetic people, MuPoTS format)
+    python -m selecsls.tools.eval runs/quickstart_lifting/best.pt \\
+        --ann runs/data/synthetic_people3d/val/annotations.json \\
+        --images runs/data/synthetic_people3d/val/images
     torchrun --nproc_per_node=4 -m selecsls.tools.eval MODEL ...    # shards the images
 
 MODEL is a published weight name or any weight file (ours incl. pruned/fused, the seed's,
@@ -25,7 +30,7 @@ from typing import Any
 
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.backbones.hub import is_published
-from selecsls.tools import eval_classification, eval_pose2d
+from selecsls.tools import eval_classification, eval_pose2d, eval_pose3d
 from selecsls.tools._cli import run_cli
 from selecsls.tools.eval_common import Evaluator, option_defaults, run_experiment
 
@@ -33,6 +38,8 @@ from selecsls.tools.eval_common import Evaluator, option_defaults, run_experimen
 EVALUATORS: dict[str, Evaluator] = {
     "classification": eval_classification.EVALUATOR,
     "pose2d": eval_pose2d.EVALUATOR,
+    "pose3d": eval_pose3d.EVALUATOR,  # Stage I (2D + 3D branches)
+    "lifting": eval_pose3d.EVALUATOR,  # Stage I + Stage II
 }
 
 # For files without a training config: the task from the model's heads (first match wins).

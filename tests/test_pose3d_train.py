@@ -1,0 +1,299 @@
+"""The pose3d (Stage I) and lifting (Stage II) tasks through tools/train.py, the Stage I + II
+checkpoint, its evaluation entry, and config errors that name the key."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from selecsls.datasets.synthetic_people import generate
+from selecsls.heads import build_model, load_model, save_model
+from selecsls.heads.lifting import find_lifting
+from selecsls.tools._cli import run_cli
+from selecsls.tools.engine.config import read_yaml, resolve
+from selecsls.tools.engine.experiment import experiment_schema, load_experiment
+from selecsls.tools.engine.tasks import TASKS
+from selecsls.tools.engine.tasks.pose3d_data import load_stage1_weights
+from selecsls.tools.engine.tasks.pose3d_eval import evaluate_pose3d_checkpoint
+from selecsls.tools.train import main
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["run.progress=false", "data.workers=0", "run.threads=2"]
+METRICS3D = ("mpjpe", "pa_mpjpe", "pck", "auc", "pck_all", "auc_all")
+
+
+def train(argv: list[str]) -> int:
+    return run_cli(main, argv)
+
+
+def read_summary(out_dir: Path) -> list[dict]:
+    with (out_dir / "summary.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic3d")
+    generate(root / "train", 8, seed=3, size=(128, 128), max_people=2)
+    generate(root / "val", 4, seed=4, size=(128, 128), max_people=2)
+    return root
+
+
+def data_section(root: Path) -> dict:
+    return {
+        "root": str(root),
+        "train_json": "train/annotations.json",
+        "train_images": "train/images",
+        "val_json": "val/annotations.json",
+        "val_images": "val/images",
+        "input_size": "128x128",
+        "eval_batch_size": 4,
+    }
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def stage1_config(tmp_path: Path, root: Path) -> Path:
+    return write_config(
+        tmp_path / "pose3d.yaml",
+        {
+            "task": "pose3d",
+            "model": {"backbone": "selecsls42b"},
+            "data": {**data_section(root), "batch_size": 4},
+            "optim": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 0.0},
+            "schedule": {"epochs": 3, "warmup_epochs": 0.0},
+            "eval": {"every": 3},
+            "run": {"out_dir": str(tmp_path / "stage1"), "amp": "bf16", "log_every": 1},
+        },
+    )
+
+
+def lifting_config(tmp_path: Path, root: Path, stage1: Path | None) -> Path:
+    return write_config(
+        tmp_path / "lifting.yaml",
+        {
+            "task": "lifting",
+            "model": {"backbone": "selecsls42b", "stage1": str(stage1) if stage1 else None},
+            "data": {**data_section(root), "batch_size": 32, "repeats": 16},
+            "optim": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 0.0},
+            "schedule": {"epochs": 4, "warmup_epochs": 0.0},
+            "eval": {"every": 4},
+            "run": {"out_dir": str(tmp_path / "stage2"), "log_every": 1},
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def stage1_run(tmp_path_factory, synthetic) -> Path:
+    tmp_path = tmp_path_factory.mktemp("stage1")
+    assert train([str(stage1_config(tmp_path, synthetic)), *FAST]) == 0
+    return tmp_path / "stage1"
+
+
+def test_stage1_training_lowers_loss_and_reports_3d_metrics(stage1_run):
+    rows = read_summary(stage1_run)
+    assert len(rows) == 3
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < 0.8 * losses[0], losses
+    locmap = [float(r["train_locmap_loss"]) for r in rows]
+    assert locmap[-1] < locmap[0], locmap
+    checkpoint = torch.load(stage1_run / "best.pt", weights_only=True)
+    metrics = checkpoint["metrics"]
+    for key in ("pck", "auc", "pck_all", "auc_all", "AP"):
+        assert math.isfinite(metrics[key]), (key, metrics)
+    assert 0 <= metrics["pck_all"] <= metrics["pck"] <= 100 or metrics["people_matched"] == 0
+    assert metrics["people_gt"] > 0
+    assert checkpoint["config"]["heads"] == {"xnect3d": {}}
+    assert checkpoint["experiment"]["codec"]["sigma3d"] == 7.0
+
+
+def test_stage2_ground_truth_training_lowers_mpjpe_on_held_out_poses(tmp_path, synthetic):
+    config = lifting_config(tmp_path, synthetic, None)
+    task, _ = load_experiment(config, FAST)
+    assert task.best_metric == "lift_pck"
+    model = task.build_model()
+    _, val = task.build_datasets()
+    loader = torch.utils.data.DataLoader(val, 4, collate_fn=task.collate)
+    before = task.evaluate_ground_truth_inputs(find_lifting(model), loader)
+    assert train([str(config), *FAST]) == 0
+    after = torch.load(tmp_path / "stage2" / "best.pt", weights_only=True)["metrics"]
+    assert after["lift_people_gt"] == before["lift_people_gt"] > 0
+    assert after["lift_mpjpe"] < 0.8 * before["lift_mpjpe"], (before, after)
+    assert after["lift_pck"] > before["lift_pck"]
+
+
+def test_stage1_plus_2_checkpoint_round_trips_and_evaluates(tmp_path, synthetic, stage1_run):
+    stage1 = stage1_run / "best.pt"
+    config = lifting_config(tmp_path, synthetic, stage1)
+    assert train([str(config), "schedule.epochs=1", "eval.every=1", *FAST]) == 0
+    path = tmp_path / "stage2" / "best.pt"
+    model = load_model(path)
+    assert set(model.heads) == {"xnect3d", "lifting"} and find_lifting(model) is not None
+    # Stage I was frozen: its weights are the Stage I checkpoint's, bit for bit
+    first = torch.load(stage1, weights_only=True)["state_dict"]
+    for key, value in model.state_dict().items():
+        if not key.startswith("heads.lifting."):
+            assert torch.equal(value, first[key]), key
+    saved = torch.load(path, weights_only=True)
+    for key, value in saved["state_dict"].items():
+        assert torch.equal(model.state_dict()[key], value), key
+    for key in METRICS3D:
+        assert key in saved["metrics"] and "readout_" + key in saved["metrics"]
+    assert "lift_mpjpe" in saved["metrics"]
+    # the evaluation entry for tools/eval.py: the checkpoint alone -> the same metrics
+    metrics = evaluate_pose3d_checkpoint(
+        path, synthetic / "val" / "annotations.json", synthetic / "val" / "images"
+    )
+    assert metrics["pck"] == pytest.approx(saved["metrics"]["pck"], abs=1e-6)
+    assert metrics["people_gt"] == saved["metrics"]["people_gt"]
+    readout = evaluate_pose3d_checkpoint(
+        path, synthetic / "val" / "annotations.json", synthetic / "val" / "images",
+        readout_only=True,
+    )  # fmt: skip
+    assert "readout_pck" not in readout and readout["pck"] == pytest.approx(
+        saved["metrics"]["readout_pck"], abs=1e-6
+    )
+
+
+def test_stage2_on_stage1_outputs_runs(tmp_path, synthetic, stage1_run):
+    config = lifting_config(tmp_path, synthetic, stage1_run / "best.pt")
+    overrides = ["data.inputs=stage1", "data.batch_size=4", "schedule.epochs=1", *FAST]
+    assert train([str(config), *overrides]) == 0
+    row = read_summary(tmp_path / "stage2")[0]
+    assert float(row["train_loss"]) >= 0 and "val_readout_pck" in row
+
+
+def test_pose2d_checkpoint_initialises_stage1(tmp_path):
+    pose2d = build_model({"backbone": "selecsls42b", "heads": {"xnect2d": {}}})
+    save_model(pose2d, tmp_path / "pose2d.pt")
+    model = build_model({"backbone": "selecsls42b", "heads": {"xnect3d": {}}})
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kind = load_stage1_weights(model, str(tmp_path / "pose2d.pt"))
+    assert kind.startswith("2D")
+    source = pose2d.state_dict()
+    for key, value in model.state_dict().items():
+        if ".trunk3d." in key or ".predictor3d." in key:
+            assert torch.equal(value, before[key]), key  # the 3D branch keeps its init
+        else:
+            assert torch.equal(value, source[key.replace("xnect3d", "xnect2d")]), key
+    from selecsls.backbones.checkpoint import CheckpointError
+
+    other = build_model({"backbone": "selecsls60", "heads": {"xnect3d": {}}})
+    with pytest.raises(CheckpointError, match="model.weights"):
+        load_stage1_weights(other, str(tmp_path / "pose2d.pt"))
+
+
+def test_config_errors_name_the_key(tmp_path, synthetic, capsys):
+    stage1 = stage1_config(tmp_path, synthetic)
+    cases = [
+        (stage1, ["data.coco_json=x.json"], "data.coco_json"),
+        (stage1, ["data.coco_json=x.json", "data.coco_images=."], "data.coco_json"),
+        (stage1, ["eval.best=mpjpe"], "eval.best"),
+        (stage1, ["loss.locmap_weight=-1"], "loss.locmap_weight"),
+        (stage1, ["data.train_repeat=0"], "data.train_repeat"),
+        (stage1, ["model.weights=nowhere.pt"], "model.weights"),
+        (stage1, ["loss.aux_weight=1"], "loss.aux_weight"),
+    ]
+    lifting = lifting_config(tmp_path, synthetic, None)
+    cases += [
+        (lifting, ["model.stage1=nowhere.pt"], "model.stage1"),
+        (lifting, ["data.inputs=stage1"], "model.stage1"),
+        (lifting, ["data.inputs=images"], "data.inputs"),
+        (lifting, ["data.val_images=nowhere"], "data.val_images"),
+        (lifting, ["loss.locmap_weight=1"], "loss.locmap_weight"),
+        (lifting, ["eval.best=pck_all"], "eval.best"),
+    ]
+    for config, overrides, key in cases:
+        assert train([str(config), *overrides, *FAST]) == 2, overrides
+        assert key in capsys.readouterr().err, overrides
+    assert not (tmp_path / "stage1" / "last.pt").exists()
+
+
+def test_quickstart_and_muco_recipes_parse():
+    quick, config = load_experiment(REPO / "configs" / "quickstart" / "pose3d_synthetic.yaml")
+    assert quick.name == "pose3d" and quick.best_metric == "pck_all"
+    assert config["run"]["threads"] == 1
+    stage2 = REPO / "configs" / "quickstart" / "lifting_synthetic.yaml"
+    raw = yaml.safe_load(stage2.read_text())
+    assert raw["model"]["stage1"] == config["run"]["out_dir"] + "/best.pt"
+    same = ("root", "synthetic_train_images", "synthetic_size", "synthetic_seed", "input_size")
+    for key in same:  # Stage II must see the very same synthetic set as Stage I
+        assert (
+            raw["data"][key]
+            == yaml.safe_load(
+                (REPO / "configs" / "quickstart" / "pose3d_synthetic.yaml").read_text()
+            )["data"][key]
+        ), key
+    # the real-data recipe: every key known to the schema (its data is not here to check)
+    path = REPO / "configs" / "muco" / "xnect_selecsls60.yaml"
+    muco = resolve(read_yaml(path), experiment_schema(TASKS["pose3d"]), str(path))
+    assert muco["data"]["coco_json"] and muco["model"]["backbone"] == "selecsls60"
+    assert np.isfinite(muco["loss"]["locmap_weight"])
+
+
+def test_eval_tool_entry_for_3d_checkpoints(tmp_path, synthetic, stage1_run, capsys):
+    """tools/eval_pose3d.EVALUATOR as tools/eval.py wires it: beside the pose2d evaluator (shared
+    2D options added once), on a Stage I checkpoint, printing and writing the metrics."""
+    import argparse
+    import json
+
+    from selecsls.tools import eval_pose2d, eval_pose3d
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("model")
+    for flag in ("--ema", "--channels-last"):
+        parser.add_argument(flag, action="store_true")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--amp", default="none")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json")
+    for evaluator in (eval_pose2d.EVALUATOR, eval_pose3d.EVALUATOR):
+        evaluator.add_arguments(parser.add_argument_group())
+    checkpoint = stage1_run / "best.pt"
+    val = synthetic / "val"
+    args = parser.parse_args([
+        str(checkpoint), "--ann", str(val / "annotations.json"), "--images", str(val / "images"),
+        "--json", str(tmp_path / "metrics.json"), "--max-images", "3",
+    ])  # fmt: skip
+    obj = torch.load(checkpoint, weights_only=True)
+    assert eval_pose3d.EVALUATOR.run(args, obj) == 0
+    assert "3DPCK" in capsys.readouterr().out
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["images"] == 3 and "pck_all" in written and "AP" in written
+    with pytest.raises(ValueError, match="--ann"):
+        eval_pose3d.EVALUATOR.run(parser.parse_args([str(checkpoint)]), obj)
+
+
+COCO_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
+
+
+@pytest.mark.skipif(not COCO_SAMPLE.is_dir(), reason="shared COCO sample not present")
+def test_2d_only_coco_people_mix_into_stage1_training(tmp_path, synthetic):
+    """data.coco_json mixes the real COCO sample (2D only) into the 3D set: the task's dataset
+    holds both, a COCO batch has no 3D weight, and a run over the mixture trains."""
+    config = stage1_config(tmp_path, synthetic)
+    overrides = [
+        f"data.coco_json={COCO_SAMPLE / 'person_keypoints_sample.json'}",
+        f"data.coco_images={COCO_SAMPLE}",
+        "data.coco_repeat=2",
+        "schedule.epochs=1",
+        *FAST,
+    ]
+    task, _ = load_experiment(config, overrides)
+    train_set, _ = task.build_datasets()
+    assert len(train_set) == 8 + 2 * 4
+    coco_batch = task.collate([train_set[8], train_set[9]])
+    assert coco_batch["locmap_weights"].sum() == 0 and coco_batch["heatmaps"].shape[0] == 2
+    assert (coco_batch["heatmap_mask"] == 1).all()  # COCO people: every type labellable
+    assert train([str(config), *overrides, "run.max_steps_per_epoch=2"]) == 0
+    assert float(read_summary(tmp_path / "stage1")[0]["train_loss"]) > 0

@@ -1,0 +1,115 @@
+"""LiftingTask's data: ground-truth-derived Stage II batches (with a random yaw), Stage II pairs
+from a frozen Stage I, and the lift_* evaluation on held-out people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.codec3d import Pose3DCodec
+from selecsls.heads.geometry3d import project
+from selecsls.heads.lifting import inputs_from_ground_truth, lift_people, lifting_targets
+from selecsls.heads.metrics3d import Pose3DEvaluator
+from selecsls.heads.pose3d import stage2_training_pairs
+from selecsls.heads.skeletons import JOINTS21_ROOT, coco17_to_joints21_2d
+
+from .pose3d_eval import summary
+
+NOISE_KEYS = ("noise2d", "noise_near", "noise_far", "drop")
+
+
+def ground_truth_batch(people: dict[str, torch.Tensor], data: dict[str, Any]) -> dict:
+    """Stacked people (`datasets.mix3d.Multi3DPeople`) -> {"inputs": (B, 14, 66) and
+    `lifting_targets`' tensors}: each person turned by a random yaw (data.yaw), then Stage I
+    outputs simulated with noise (data.noise2d, noise_near, noise_far, drop)."""
+    rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
+    joints = people["joints3d"].numpy().astype(np.float64)
+    points = people["points2d"].numpy().astype(np.float64)
+    f, c = people["camera_f"].numpy(), people["camera_c"].numpy()
+    joints, points = random_yaw(joints, points, f, c, data["yaw"], rng)
+    inputs = inputs_from_ground_truth(joints, points, rng, **{k: data[k] for k in NOISE_KEYS})
+    out = {k: torch.from_numpy(v) for k, v in lifting_targets(joints).items()}
+    return {"inputs": torch.from_numpy(inputs), **out}
+
+
+def random_yaw(
+    joints: np.ndarray,
+    points: np.ndarray,
+    f: np.ndarray,
+    c: np.ndarray,
+    degrees: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn each (B, 21, 3) camera-mm pose about the vertical through its pelvis by up to
+    +-degrees and re-project its (B, 21, 3) 2D points with its camera f, c (B, 2): a new view of
+    the same pose, consistent in 2D and 3D."""
+    if degrees <= 0:
+        return joints, points
+    angle = np.radians(rng.uniform(-degrees, degrees, len(joints)))
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    root = joints[:, JOINTS21_ROOT : JOINTS21_ROOT + 1]
+    rel = joints - root
+    turned = rel.copy()
+    turned[..., 0] = cos * rel[..., 0] + sin * rel[..., 2]
+    turned[..., 2] = -sin * rel[..., 0] + cos * rel[..., 2]
+    joints = turned + root
+    points = points.copy()
+    for b in range(len(joints)):
+        points[b, :, :2] = project(joints[b], f[b], c[b])
+    points[..., 2] = (points[..., 2] > 0) & (joints[..., 2] > 0)
+    return joints, points
+
+
+def stage1_batch(
+    model: nn.Module, batch: dict[str, Any], codec: Pose2DCodec, codec3d: Pose3DCodec
+) -> dict[str, torch.Tensor]:
+    """The frozen Stage I's people on the batch's images (eval mode, no gradient), matched to the
+    3D ground truth (`pose3d.stage2_training_pairs`) -> the same keys as ground_truth_batch."""
+    core = getattr(model, "module", model)
+    core.backbone.eval()
+    core.heads["xnect3d"].eval()
+    with torch.no_grad():
+        outputs = core(batch["images"])
+    maps = {k: outputs[k].float().cpu() for k in ("heatmaps", "pafs", "locmaps")}
+    inputs, joints = [], []
+    for n in range(len(maps["heatmaps"])):
+        keypoints, _ = codec.decode(maps["heatmaps"][n], maps["pafs"][n])
+        labelled = batch["has_3d"][n].numpy().astype(bool)
+        pair = stage2_training_pairs(
+            maps["locmaps"][n],
+            coco17_to_joints21_2d(keypoints),
+            batch["joints3d"][n].numpy()[labelled],
+            batch["points2d"][n].numpy()[labelled],
+            codec3d,
+        )
+        inputs.append(pair[0])
+        joints.append(pair[1].reshape(-1, 21, 3))
+    device = batch["images"].device
+    targets = lifting_targets(np.concatenate(joints))
+    out = {k: torch.from_numpy(v).to(device) for k, v in targets.items()}
+    return {"inputs": torch.from_numpy(np.concatenate(inputs)).to(device), **out}
+
+
+def evaluate_lifting(net: nn.Module, loader: Any, data: dict, seed: int) -> dict[str, float]:
+    """lift_* metrics: Stage II alone on the val people (image batches of Multi3DDataset), inputs
+    from their ground truth with noise drawn from (seed, image id), so every evaluation sees the
+    same inputs; every person counts as matched."""
+    noise = {k: data[k] for k in NOISE_KEYS}
+    evaluator = Pose3DEvaluator()
+    for batch in loader:
+        for n, image_id in enumerate(batch["image_id"]):
+            joints = batch["joints3d"][n].numpy().astype(np.float64)
+            points = batch["points2d"][n].numpy().astype(np.float64)
+            keep = batch["has_3d"][n].numpy().astype(bool) & np.isfinite(joints).all((1, 2))
+            if not keep.any():
+                continue
+            rng = np.random.default_rng([seed, int(image_id)])
+            poses = lift_people(
+                net, inputs_from_ground_truth(joints[keep], points[keep], rng, **noise)
+            )
+            evaluator.add_image(poses, points[keep], joints[keep], points[keep])
+    return {f"lift_{k}": v for k, v in summary(evaluator).items()}
