@@ -279,3 +279,13 @@ def run_torchrun(cmd: list[str]) -> None:
         proc.communicate()
         pytest.fail("torchrun did not finish in 240 s")
     assert proc.returncode == 0, stderr[-3000:]
+
+
+def test_epochs_without_evaluation_report_no_stale_metrics(tmp_path, capsys):
+    task, config = experiment(tmp_path, "every2", ["schedule.epochs=3", "eval.every=2"])
+    Trainer(task, config).fit()
+    rows = list(csv.DictReader((tmp_path / "every2" / "summary.csv").read_text().splitlines()))
+    assert [r["val_top1"] != "" for r in rows] == [False, True, True]  # epoch 3 is the last
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert len(lines) == 3 and "top1" not in lines[0] and "top1" in lines[1]
+    assert ", ," not in lines[0]

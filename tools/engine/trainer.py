@@ -159,10 +159,12 @@ class Trainer:
         for epoch in range(self.start_epoch, epochs):
             start = time.perf_counter()
             train_stats = self.train_epoch(epoch)
-            every = self.config["eval"]["every"]
+            every, evaluated = self.config["eval"]["every"], {}
             if (epoch + 1) % every == 0 or epoch + 1 == epochs:
-                metrics = self.evaluate(epoch)
-            self.end_epoch(epoch, train_stats, metrics, time.perf_counter() - start)
+                metrics = evaluated = self.evaluate(epoch)
+            # only this epoch's own metrics: the last evaluation's would repeat in the epoch line
+            # and in summary.csv as if measured again
+            self.end_epoch(epoch, train_stats, evaluated, time.perf_counter() - start)
         barrier(self.info)
         self.log.close()
         return metrics
@@ -286,13 +288,10 @@ class Trainer:
         }
         self.log.scalars("train_epoch", stats, epoch + 1)
         self.log.summary_row(row)
-        shown = ", ".join(
-            f"{k} {v:.4g}" for k, v in metrics.items() if k in (key, "loss", "ema_" + key)
-        )
-        self.log.print(
-            f"epoch {epoch + 1}: train loss {stats.get('train_loss', math.nan):.4f}, "
-            f"{shown}, {seconds:.0f} s{' (best)' if improved else ''}"
-        )
+        parts = [f"train loss {stats.get('train_loss', math.nan):.4f}"]
+        parts += [f"{k} {v:.4g}" for k, v in metrics.items() if k in (key, "loss", "ema_" + key)]
+        parts.append(f"{seconds:.0f} s{' (best)' if improved else ''}")
+        self.log.print(f"epoch {epoch + 1}: " + ", ".join(parts))
         barrier(self.info)
 
 
