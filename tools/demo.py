@@ -4,11 +4,14 @@
     python -m selecsls.tools.demo --checkpoint runs/pose/best.pt --input clip.mp4 \\
         --output annotated.mp4 --json people.json
     python -m selecsls.tools.demo --checkpoint pose.onnx --backend onnxruntime --input frames/
+    python -m selecsls.tools.demo --checkpoint stage2.onnx --backend onnxruntime \
+        --lifting runs/lifting/best.pt --input 0
 
 Each frame is letterboxed to --input-size, run through the network (PyTorch in its fastest mode
 on the device: BN folded, channels_last, bf16 on CPUs with AMX/AVX-512 BF16, fp16 on CUDA; or
 onnxruntime), decoded into people, tracked (stable ids), smoothed (One-Euro) and drawn with an
-FPS counter (and a 3D view when the network predicts 3D).
+FPS counter (and a 3D view when the network predicts 3D: XNect Stage II lifting when the
+checkpoint has it, else the Stage I location-map read-out; see tools/demo_pose3d.py).
 
 With a display: a window; keys q / Esc quit, space pauses. Without one (or with --headless):
 --output writes the annotated video, --json the people of every frame. An unreadable frame is
@@ -29,13 +32,10 @@ import numpy as np
 from selecsls.heads.skeletons import COCO17_NAMES
 from selecsls.tools._cli import parse_size, run_cli
 from selecsls.tools.demo_draw import compose, draw_fps, draw_people, draw_pose3d_panel
+from selecsls.tools.demo_loading import load_onnx_estimator, load_torch_estimator
 from selecsls.tools.demo_outputs import VideoOutput, check_output_paths, person_record, write_json
-from selecsls.tools.demo_runtime import (
-    PRECISIONS,
-    PoseEstimator,
-    load_onnx_estimator,
-    load_torch_estimator,
-)
+from selecsls.tools.demo_pose3d import SOURCE_LABELS
+from selecsls.tools.demo_runtime import PRECISIONS, PoseEstimator
 from selecsls.tools.demo_sources import Frame, FrameSource, open_source, read_frames
 from selecsls.tools.demo_tracking import Tracker
 
@@ -78,11 +78,14 @@ class FpsMeter:
 def annotate(frame: np.ndarray, people: list[dict], prediction, fps: float, panel_width: int):
     """The frame with skeletons, ids, FPS and (for a 3D model) the 3D panel beside it."""
     canvas = draw_people(frame.copy(), people)
-    draw_fps(canvas, fps, f"{len(people)} people")
+    source = getattr(prediction, "pose3d_source", None)
+    label = SOURCE_LABELS.get(source, f"3D: {source}") if source else ""
+    draw_fps(canvas, fps, f"{len(people)} people  {label}")
     if prediction.poses3d is None:
         return canvas
     poses = [(p["id"], prediction.poses3d[p["index"]]) for p in people]
-    return compose(canvas, draw_pose3d_panel(poses, (panel_width, frame.shape[0])))
+    panel = draw_pose3d_panel(poses, (panel_width, frame.shape[0]), title=label or "3D")
+    return compose(canvas, panel)
 
 
 def wait_keys(paused: bool) -> tuple[bool, bool]:
@@ -120,7 +123,9 @@ def step(
     record = {
         "frame": frame.index,
         "time": round(frame.time, 4),
-        "people": [person_record(p, prediction.poses3d) for p in people],
+        "people": [
+            person_record(p, prediction.poses3d, prediction.poses3d_relative) for p in people
+        ],
     }
     return canvas, record, prediction.times
 
@@ -171,6 +176,7 @@ def run(estimator: PoseEstimator, source: FrameSource, tracker: Tracker, options
             "keypoint_names": list(COCO17_NAMES),
             "frame_count": count,
             "skipped": source.skipped,
+            "pose3d_source": estimator.pose3d_source,
             "frames": frames_json,
         })  # fmt: skip
     return summary
@@ -197,6 +203,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-cutoff", type=float, default=1.0, help="One-Euro cutoff at rest (Hz)")
     p.add_argument("--beta", type=float, default=0.02, help="One-Euro speed coefficient")
     p.add_argument("--threads", type=int, help="CPU threads for the network")
+    p.add_argument(
+        "--lifting",
+        help="checkpoint whose Stage II (lifting head) lifts the 3D poses: needed with an ONNX "
+        "file (it holds Stage I only); default: the checkpoint's own lifting head, if any",
+    )
     return p.parse_args(argv)
 
 
@@ -218,8 +229,10 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
         raise ValueError(f"unknown backend {args.backend!r}; valid: {', '.join(BACKENDS)}")
     size = parse_size(args.input_size) if args.input_size else None
     if args.backend == "onnxruntime":
-        return load_onnx_estimator(args.checkpoint, size)
-    return load_torch_estimator(args.checkpoint, size or (512, 320), args.device, args.precision)
+        return load_onnx_estimator(args.checkpoint, size, args.lifting)
+    return load_torch_estimator(
+        args.checkpoint, size or (512, 320), args.device, args.precision, args.lifting
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     tracker = Tracker(smoothing=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta)
     options = Options(args.output, args.json_path, show, args.max_frames)
     size = "x".join(map(str, estimator.input_size))
-    print(f"{source.name} -> {estimator.runner.description}, input {size}")
+    print(
+        f"{source.name} -> {estimator.runner.description}, input {size}, "
+        f"3D: {estimator.pose3d_description}"
+    )
     summary = run(estimator, source, tracker, options)
     stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["ms"].items())
     print(

@@ -98,23 +98,27 @@ def draw_pose3d_panel(
     yaw_deg: float = 30.0,
     pitch_deg: float = 15.0,
     parents: tuple[int, ...] = JOINTS21_PARENTS,
+    title: str = "3D",
 ) -> np.ndarray:
     """A (H, W, 3) panel showing 3D skeletons (orthographic view, turned `yaw_deg`).
 
     poses: [(track id, (J, 3) joints in mm, camera axes: x right, y down, z forward)], absolute or
-    root-relative; the view is fitted to all of them so several people keep their layout.
-    size: (W, H) of the panel.
+    root-relative; the view is fitted to all of them so several people keep their layout. Joints
+    that are not finite (NaN: not read out) are left out with their bones; a person with no
+    finite joint is not drawn. size: (W, H) of the panel; title: its label (top left).
     """
     width, height = size
     panel = np.full((height, width, 3), 32, np.uint8)
-    _label(panel, "3D", (8, 20), (200, 200, 200), 0.5)
-    poses = [(i, np.asarray(j, np.float64)) for i, j in poses if np.isfinite(j).all()]
+    _label(panel, title, (8, 20), (200, 200, 200), 0.5)
+    poses = [(i, np.asarray(j, np.float64)) for i, j in poses]
+    poses = [(i, j) for i, j in poses if np.isfinite(j).all(-1).any()]
     if not poses:
         _label(panel, "no 3D pose", (8, height - 10), (160, 160, 160), 0.45)
         return panel
     rotation = view_rotation(yaw_deg, pitch_deg)
-    viewed = [joints @ rotation.T for _, joints in poses]
+    viewed = [joints @ rotation.T for _, joints in poses]  # NaN rows stay NaN
     stacked = np.concatenate(viewed)[:, :2]
+    stacked = stacked[np.isfinite(stacked).all(1)]
     low, high = stacked.min(0), stacked.max(0)
     extent = np.maximum(high - low, 500.0)  # at least half a metre: a lone joint stays small
     scale = 0.85 * min(width / extent[0], height / extent[1])
@@ -123,12 +127,15 @@ def draw_pose3d_panel(
     floor_y = int(height / 2 + (high[1] - centre[1]) * scale) + 4
     cv2.line(panel, (8, floor_y), (width - 8, floor_y), (90, 90, 90), 1)
     for (track_id, _), joints in zip(poses, viewed):
-        points = ((joints[:, :2] - centre) * scale + [width / 2, height / 2]).round().astype(int)
+        finite = np.isfinite(joints).all(1)
+        placed = (np.nan_to_num(joints[:, :2]) - centre) * scale + [width / 2, height / 2]
+        points = placed.round().astype(int)
         colour = colour_of(track_id)
         for joint, parent in enumerate(parents):
-            if parent >= 0:
+            if parent >= 0 and finite[joint] and finite[parent]:
                 cv2.line(panel, tuple(points[joint]), tuple(points[parent]), colour, 2, cv2.LINE_AA)
-        cv2.circle(panel, tuple(points[JOINTS21_ROOT]), 3, (255, 255, 255), -1, cv2.LINE_AA)
+        if finite[JOINTS21_ROOT]:
+            cv2.circle(panel, tuple(points[JOINTS21_ROOT]), 3, (255, 255, 255), -1, cv2.LINE_AA)
     return panel
 
 

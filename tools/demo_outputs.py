@@ -74,7 +74,11 @@ def write_json(path: str, payload: dict) -> None:
         raise
 
 
-def person_record(person: dict, poses3d: np.ndarray | None) -> dict:
+def person_record(
+    person: dict, poses3d: np.ndarray | None, poses3d_relative: np.ndarray | None = None
+) -> dict:
+    """A tracked person -> its JSON record: id, score, keypoints (K, 3) and, for a 3D model,
+    keypoints_3d (camera mm) and keypoints_3d_relative (root-relative mm), 0.1 mm rounded."""
     record = {
         "id": int(person["id"]),
         "score": round(float(person["score"]), 4),
@@ -82,10 +86,17 @@ def person_record(person: dict, poses3d: np.ndarray | None) -> dict:
         "keypoints": np.round(np.asarray(person["keypoints"], np.float64), 2).tolist(),
     }
     if poses3d is not None:
-        record["keypoints_3d"] = np.round(
-            np.asarray(poses3d[person["index"]], np.float64), 1
-        ).tolist()
+        record["keypoints_3d"] = joints_json(poses3d[person["index"]])
+    if poses3d_relative is not None:
+        record["keypoints_3d_relative"] = joints_json(poses3d_relative[person["index"]])
     return record
+
+
+def joints_json(joints: np.ndarray) -> list:
+    """(J, 3) mm -> nested lists rounded to 0.1 mm; a joint that is not finite (not read out, or
+    a person that could not be placed) becomes null: JSON has no NaN."""
+    joints = np.round(np.asarray(joints, np.float64), 1)
+    return [row.tolist() if np.isfinite(row).all() else None for row in joints]
 
 
 def check_output_paths(video: str | None, json_path: str | None) -> None:

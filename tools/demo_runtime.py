@@ -6,13 +6,14 @@
 - OnnxRunner: a file written by `selecsls.tools.export`, run by onnxruntime.
 
 Both take the same (1, 3, H, W) ImageNet-normalised RGB input and return {output name: numpy
-array}; `PoseEstimator` letterboxes the frame, runs either, decodes people with the 2D codec and,
-when the network also predicts 3D, reads the 3D poses out through POSE3D_READOUTS.
+array}; `PoseEstimator` letterboxes the frame, runs either and decodes people with the 2D codec.
+A network with the Stage I 3D branch ("locmaps") gets 3D poses from `demo_pose3d.Pose3DStage`:
+Stage II lifting when the checkpoint has a "lifting" head (or `--lifting CKPT` names one), else
+the Stage I read-out. Other 3D outputs can be read out through POSE3D_READOUTS.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -24,18 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from selecsls.backbones.checkpoint import CheckpointError, read_checkpoint
+from selecsls.backbones.checkpoint import CheckpointError
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.datasets.augment import PAD_VALUE, EvalResize
 from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
 from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.tools._cli import parse_size
+from selecsls.tools.demo_pose3d import LOCMAPS, Pose3DStage, codec3d_from
 
-# The hook for 3D: an output name of a 3D head -> function(outputs of ONE image {name: (C, h, w)},
+# A hook for other 3D heads: an output name -> function(outputs of ONE image {name: (C, h, w)},
 # keypoints (P, 17, 3) in original pixels, transform (2, 3) original -> input pixels) returning
-# (P, 21, 3) joints in mm (camera axes). The 3D branch registers its read-out here; when a
-# network's outputs contain such a name, the demo shows the 3D view.
+# (P, 21, 3) joints in mm (camera axes); when a network's outputs contain such a name (and no
+# "locmaps", which Pose3DStage handles), the demo shows the 3D view from it.
 POSE3D_READOUTS: dict[str, Callable[[dict, np.ndarray, np.ndarray], np.ndarray]] = {}
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -137,26 +138,55 @@ class OnnxRunner:
 @dataclass
 class Prediction:
     """People of one frame: keypoints (P, 17, 3) original pixels, scores (P,), poses3d
-    (P, 21, 3) mm or None, and the stage times in ms (preprocess, network, decode)."""
+    (P, 21, 3) camera mm or None, the stage times in ms (preprocess, network, decode), the
+    root-relative poses3d_relative (P, 21, 3) mm (None from a POSE3D_READOUTS hook) and the 3D
+    source ("stage1", "stage2", a hook's output name, or None without 3D)."""
 
     keypoints: np.ndarray
     scores: np.ndarray
     poses3d: np.ndarray | None = None
     times: dict[str, float] = field(default_factory=dict)
+    poses3d_relative: np.ndarray | None = None
+    pose3d_source: str | None = None
 
 
 class PoseEstimator:
-    """frame (H, W, 3) BGR uint8 -> Prediction, via letterbox to `input_size` (W, H)."""
+    """frame (H, W, 3) BGR uint8 -> Prediction, via letterbox to `input_size` (W, H).
+
+    pose3d: the 3D stage for a network with "locmaps" (default: the Stage I read-out with the
+    2D codec's geometry, created at the first frame that shows such an output)."""
 
     def __init__(
-        self, runner: Callable, input_size: tuple[int, int], codec: Pose2DCodec | None = None
+        self,
+        runner: Callable,
+        input_size: tuple[int, int],
+        codec: Pose2DCodec | None = None,
+        pose3d: Pose3DStage | None = None,
     ) -> None:
         self.runner, self.input_size = runner, (int(input_size[0]), int(input_size[1]))
         self.codec = codec or Pose2DCodec()
         self.resize = EvalResize(self.input_size)
         self.canvas = np.empty((self.input_size[1], self.input_size[0], 3), np.uint8)
+        self.pose3d = pose3d
         self.readout3d: str | None = None
         self.has_3d: bool | None = None  # known after the first frame
+
+    @property
+    def pose3d_source(self) -> str | None:
+        """Where the 3D poses come from: "stage2", "stage1", a hook's output name, or None
+        (no 3D, or a hook not seen yet)."""
+        if self.pose3d is not None:
+            return self.pose3d.source
+        return self.readout3d
+
+    @property
+    def pose3d_description(self) -> str:
+        """For the startup line: where the 3D poses come from."""
+        if self.pose3d is not None:
+            return self.pose3d.description
+        if self.readout3d is not None:
+            return f"read-out of {self.readout3d!r}"
+        return "none" if self.has_3d is False or not POSE3D_READOUTS else "decided at frame 1"
 
     def preprocess(self, frame: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """-> ((1, 3, H, W) normalised RGB, (2, 3) original -> input matrix). Same geometry as
@@ -181,18 +211,32 @@ class PoseEstimator:
         inferred = time.perf_counter()
         if self.has_3d is None:
             self._inspect(outputs)
-        keypoints, scores = self.codec.decode(outputs["heatmaps"][0], outputs["pafs"][0], matrix)
-        poses3d = None
-        if self.readout3d is not None:
-            one = {k: v[0] for k, v in outputs.items()}
-            poses3d = np.asarray(POSE3D_READOUTS[self.readout3d](one, keypoints, matrix))
+        prediction = self.decode({k: v[0] for k, v in outputs.items()}, matrix, frame.shape)
         done = time.perf_counter()
-        times = {
+        prediction.times = {
             "preprocess": 1e3 * (prepared - start),
             "network": 1e3 * (inferred - prepared),
             "decode": 1e3 * (done - inferred),
         }
-        return Prediction(keypoints, scores, poses3d, times)
+        return prediction
+
+    def decode(self, outputs: dict, matrix: np.ndarray, frame_shape: tuple) -> Prediction:
+        """One image's outputs {name: (C, h, w)} -> Prediction (2D people, 3D when present)."""
+        if self.has_3d and self.pose3d is not None:  # 2D and 3D people in one decode
+            size = (int(frame_shape[1]), int(frame_shape[0]))
+            people = self.pose3d(outputs, self.codec, matrix, size)
+            return Prediction(
+                people["keypoints"],
+                people["scores"],
+                people["pose3d_camera"],
+                poses3d_relative=people["pose3d"],
+                pose3d_source=self.pose3d.source,
+            )
+        keypoints, scores = self.codec.decode(outputs["heatmaps"], outputs["pafs"], matrix)
+        if self.readout3d is None:
+            return Prediction(keypoints, scores)
+        poses3d = np.asarray(POSE3D_READOUTS[self.readout3d](outputs, keypoints, matrix))
+        return Prediction(keypoints, scores, poses3d, pose3d_source=self.readout3d)
 
     def _inspect(self, outputs: dict[str, np.ndarray]) -> None:
         missing = [k for k in POSE_OUTPUTS if k not in outputs]
@@ -200,6 +244,16 @@ class PoseEstimator:
             raise ValueError(
                 f"the network has no 2D pose outputs ({', '.join(missing)} missing; it gives "
                 f"{', '.join(outputs)}): the demo needs a model with the xnect2d head"
+            )
+        if LOCMAPS in outputs:
+            if self.pose3d is None:
+                self.pose3d = Pose3DStage(codec3d_from(None, self.codec))
+            self.has_3d = True
+            return
+        if self.pose3d is not None:
+            raise ValueError(
+                f"the 3D stage needs the network's {LOCMAPS!r} output (the xnect3d head); "
+                f"the network gives {', '.join(outputs)}"
             )
         self.readout3d = next((k for k in outputs if k in POSE3D_READOUTS), None)
         self.has_3d = self.readout3d is not None
@@ -223,34 +277,3 @@ def load_pose_file(path: str | Path):
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
         ) from None
-
-
-def load_torch_estimator(
-    checkpoint: str, input_size: tuple[int, int], device: str = "auto", precision: str = "auto"
-) -> PoseEstimator:
-    """A PoseEstimator for a pose checkpoint of ours (codec settings from its experiment config
-    when it carries one)."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    if path.suffix.lower() == ".onnx":
-        raise ValueError(f"{checkpoint} is an ONNX file: add --backend onnxruntime")
-    model = load_pose_file(path)
-    heads = (model.config or {}).get("heads") or {}
-    if "xnect2d" not in heads:
-        raise CheckpointError(
-            f"{checkpoint}: the model has no 2D pose head (heads: {', '.join(heads) or 'none'}); "
-            "the demo needs a checkpoint with the xnect2d head"
-        )
-    experiment = read_checkpoint(path).get("experiment") or {}
-    codec = codec_from(experiment.get("codec") if isinstance(experiment, dict) else None)
-    return PoseEstimator(TorchRunner(model, device, precision), input_size, codec)
-
-
-def load_onnx_estimator(path: str, input_size: tuple[int, int] | None) -> PoseEstimator:
-    """A PoseEstimator for an exported ONNX file; input size and codec default to its metadata."""
-    runner = OnnxRunner(path)
-    if input_size is None:
-        input_size = parse_size(runner.metadata.get("input_size", "512x320"))
-    codec = codec_from(json.loads(runner.metadata.get("codec", "null")))
-    return PoseEstimator(runner, input_size, codec)

@@ -1,0 +1,119 @@
+"""Loading the demo's estimator: a pose checkpoint (PyTorch) or an exported ONNX file, with the
+3D stage its network calls for (`demo_pose3d`): Stage II lifting when the checkpoint has a
+"lifting" head or `--lifting CKPT` names one, else the Stage I location-map read-out, and no 3D
+for a 2D-only model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from selecsls.backbones.checkpoint import CheckpointError, read_checkpoint
+from selecsls.tools._cli import parse_size
+from selecsls.tools.demo_pose3d import LOCMAPS, Pose3DStage, codec3d_from, cpu_lifting
+from selecsls.tools.demo_runtime import (
+    OnnxRunner,
+    PoseEstimator,
+    TorchRunner,
+    codec_from,
+    load_pose_file,
+)
+
+POSE_HEADS = ("xnect2d", "xnect3d")  # heads with the 2D pose outputs
+
+
+def load_lifting(checkpoint: str | Path) -> nn.Module:
+    """The Stage II network of a checkpoint with a "lifting" head (`--lifting`), fp32 on the CPU."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"--lifting: checkpoint not found: {checkpoint}")
+    model = load_pose_file(path)
+    net = cpu_lifting(model)
+    if net is None:
+        heads = (model.config or {}).get("heads") or {}
+        raise CheckpointError(
+            f"--lifting {checkpoint}: the model has no lifting head (heads: "
+            f"{', '.join(heads) or 'none'}); train one with the lifting task"
+        )
+    return net
+
+
+def load_torch_estimator(
+    checkpoint: str,
+    input_size: tuple[int, int],
+    device: str = "auto",
+    precision: str = "auto",
+    lifting: str | None = None,
+) -> PoseEstimator:
+    """A PoseEstimator for a pose checkpoint of ours (codec settings from its experiment config
+    when it carries one). A Stage I model (xnect3d head) gets 3D poses from its own Stage II
+    (lifting head) when it has one, else from the location-map read-out; `lifting` names a
+    checkpoint whose Stage II is used instead."""
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    if path.suffix.lower() == ".onnx":
+        raise ValueError(f"{checkpoint} is an ONNX file: add --backend onnxruntime")
+    model = load_pose_file(path)
+    heads = (model.config or {}).get("heads") or {}
+    if not any(name in heads for name in POSE_HEADS):
+        raise CheckpointError(
+            f"{checkpoint}: the model has no 2D pose head (heads: {', '.join(heads) or 'none'}); "
+            "the demo needs a checkpoint with the xnect2d or xnect3d head"
+        )
+    experiment = read_checkpoint(path).get("experiment") or {}
+    settings = experiment.get("codec") if isinstance(experiment, dict) else None
+    codec = codec_from(settings)
+    pose3d = None
+    if "xnect3d" in heads:
+        net = load_lifting(lifting) if lifting else cpu_lifting(model)
+        pose3d = Pose3DStage(codec3d_from(settings, codec), net)
+    elif lifting:
+        raise ValueError(
+            f"--lifting {lifting}: {checkpoint} has no Stage I 3D branch (heads: "
+            f"{', '.join(heads)}); Stage II needs its location maps (the xnect3d head)"
+        )
+    return PoseEstimator(TorchRunner(model, device, precision), input_size, codec, pose3d)
+
+
+def load_onnx_estimator(
+    path: str, input_size: tuple[int, int] | None, lifting: str | None = None
+) -> PoseEstimator:
+    """A PoseEstimator for an exported ONNX file; input size and codec default to its metadata.
+    The export holds Stage I only: `lifting` names the .pt checkpoint whose Stage II runs after
+    it (PyTorch, CPU); without it a Stage I file shows the location-map read-out."""
+    runner = OnnxRunner(path)
+    if input_size is None:
+        input_size = parse_size(runner.metadata.get("input_size", "512x320"))
+    settings = json.loads(runner.metadata.get("codec", "null"))
+    codec = codec_from(settings)
+    pose3d = None
+    if LOCMAPS in runner.output_names:
+        net = load_lifting(lifting) if lifting else None
+        pose3d = Pose3DStage(codec3d_from(settings, codec), net)
+        if not lifting and "lifting" in onnx_heads(runner):
+            print(
+                f"note: {path} was exported from a Stage I + II checkpoint, but ONNX holds Stage I "
+                "only; add --lifting CHECKPOINT (the .pt it came from) for Stage II 3D poses",
+                file=sys.stderr,
+            )
+    elif lifting:
+        raise ValueError(
+            f"--lifting {lifting}: {path} has no {LOCMAPS!r} output (outputs: "
+            f"{', '.join(runner.output_names)}); Stage II needs Stage I's location maps"
+        )
+    return PoseEstimator(runner, input_size, codec, pose3d)
+
+
+def onnx_heads(runner: OnnxRunner) -> dict:
+    """The heads of the model config an export recorded in its metadata ({} when absent)."""
+    try:
+        config = json.loads(runner.metadata.get("selecsls_config", "null"))
+    except ValueError:
+        return {}
+    heads = config.get("heads") if isinstance(config, dict) else None
+    return heads if isinstance(heads, dict) else {}

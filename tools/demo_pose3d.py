@@ -1,0 +1,91 @@
+"""3D poses for the demo: XNect Stage I read-out or Stage II lifting, then absolute placement.
+
+A network with the Stage I 3D branch ("xnect3d" head) outputs location maps ("locmaps"). Each
+frame, `Pose3DStage` hands one image's outputs to `heads.pose3d.predict_people3d`, which decodes
+the 2D people and gives every person a root-relative 3D pose:
+- Stage II ("stage2"): when a LiftingNet is known (the checkpoint's "lifting" head, or
+  `--lifting CKPT`), the per-person lifting network on the 2D joints + location-map read-outs;
+- Stage I ("stage1"): otherwise the location maps read at each joint's 2D detection.
+Both are then placed in the camera by the least-squares root depth (default intrinsics from the
+frame width). The LiftingNet is tiny (~0.3 M parameters, one row per person), so it always runs
+in PyTorch fp32 on the CPU, after either backend: an ONNX export holds Stage I only.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.codec3d import Pose3DCodec
+from selecsls.heads.lifting import LiftingNet, find_lifting
+from selecsls.heads.pose3d import predict_people3d
+
+LOCMAPS = "locmaps"  # the Stage I 3D branch's output name (heads.xnect3d)
+SOURCE_NAMES = {"stage1": "Stage I location-map read-out", "stage2": "Stage II lifting"}
+SOURCE_LABELS = {"stage1": "3D: Stage I", "stage2": "3D: Stage II"}  # FPS overlay, panel
+
+
+def codec3d_from(settings: Any, codec2d: Pose2DCodec) -> Pose3DCodec:
+    """The 3D codec of a checkpoint's codec settings (the pose3d/lifting tasks' keys sigma3d,
+    unit3d; absent ones default), with the 2D codec's map geometry."""
+    settings = settings if isinstance(settings, dict) else {}
+    return Pose3DCodec(
+        stride=codec2d.stride,
+        size_divisor=codec2d.size_divisor,
+        sigma=float(settings.get("sigma3d", codec2d.sigma)),
+        unit=float(settings.get("unit3d", 1000.0)),
+    )
+
+
+def cpu_lifting(model: nn.Module) -> LiftingNet | None:
+    """An fp32 CPU eval-mode copy of the model's Stage II network, or None without one (the
+    copy leaves the model untouched, whatever device or dtype the network runs in)."""
+    net = find_lifting(model)
+    if net is None:
+        return None
+    return copy.deepcopy(net).float().cpu().eval()
+
+
+@dataclass
+class Pose3DStage:
+    """One image's outputs {name: (C, h, w)} -> people with 2D keypoints and 3D poses."""
+
+    codec3d: Pose3DCodec
+    lifting: LiftingNet | None = None
+
+    @property
+    def source(self) -> str:
+        """The JSON's pose3d_source: "stage2" with a lifting network, else "stage1"."""
+        return "stage2" if self.lifting is not None else "stage1"
+
+    @property
+    def description(self) -> str:
+        if self.lifting is None:
+            return SOURCE_NAMES["stage1"]
+        return f"{SOURCE_NAMES['stage2']} (pytorch cpu fp32) on the Stage I location maps"
+
+    def __call__(
+        self,
+        outputs: dict,
+        codec2d: Pose2DCodec,
+        transform: np.ndarray,
+        image_size: tuple[int, int],
+    ) -> dict[str, np.ndarray]:
+        """outputs of one image, the 2D codec, transform (2, 3) original -> input pixels,
+        image_size (W, H) of the original frame -> {"keypoints": (P, 17, 3) and "points2d":
+        (P, 21, 3) in original pixels, "scores": (P,), "pose3d": (P, 21, 3) root-relative mm,
+        "pose3d_camera": (P, 21, 3) camera mm (NaN where a person cannot be placed)}, best
+        person first."""
+        return predict_people3d(
+            outputs,
+            codec2d,
+            self.codec3d,
+            lifting=self.lifting,
+            transform=transform,
+            image_size=image_size,
+        )
