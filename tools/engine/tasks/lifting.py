@@ -29,12 +29,10 @@ from torch import nn
 from torch.utils.data import default_collate
 
 from selecsls.backbones import canonical_name
-from selecsls.datasets.augment3d import Augment3D
 from selecsls.datasets.mix3d import Multi3DPeople
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads import build_model
 from selecsls.heads.lifting import find_lifting, lifting_loss
-from selecsls.heads.skeletons import COCO17_FLIP, COCO17_FROM_JOINTS21, JOINTS21_FLIP
 from selecsls.heads.weights import read_model_file
 
 from ..config import Field, Schema
@@ -42,7 +40,7 @@ from ..distributed import DistInfo
 from .lifting_data import evaluate_lifting, ground_truth_batch, stage1_batch
 from .pose2d import parse_size
 from .pose3d import BEST_CHOICES, Pose3DTask, pose3d_schema
-from .pose3d_data import data_paths_exist, load_stage1_weights
+from .pose3d_data import data_paths_exist, load_stage1_weights, multi3d_train_set
 
 _STAGE1_ONLY = ("coco_json", "coco_images", "coco_repeat", "train_repeat")
 
@@ -144,24 +142,7 @@ class LiftingTask(Pose3DTask):
         if data["inputs"] == "ground_truth":
             train: Any = Multi3DPeople(self.path("train_json"), data["repeats"])
         else:
-            augment = Augment3D(
-                self.input_size,
-                scale=tuple(data["scale"]),
-                rotation=data["rotation"],
-                shift=data["shift"],
-                flip_probability=data["hflip"],
-                colour=data["colour"],
-                seed=self.config["run"]["seed"],
-            )
-            train = Multi3DDataset(
-                self.path("train_json"),
-                self.path("train_images"),
-                self.input_size,
-                augment=augment,
-                coco_from_joints=COCO17_FROM_JOINTS21,
-                flip_permutations=(COCO17_FLIP, JOINTS21_FLIP),
-                normalize=False,
-            )
+            train = multi3d_train_set(self)
         return train, self.val_dataset()
 
     def collate(self, items: list) -> dict[str, Any]:

@@ -97,6 +97,19 @@ def written_params(json_path: Path) -> dict | None:
         return {}
 
 
+def train_augment(data: dict, input_size: tuple[int, int], seed: int) -> TrainAugment:
+    """The 2D training augmentation from a config's data section (pose2d, pose3d's COCO part)."""
+    return TrainAugment(
+        input_size,
+        COCO17_FLIP,
+        scale=tuple(data["scale"]),
+        rotation=data["rotation"],
+        flip_probability=data["hflip"],
+        colour=data["colour"],
+        seed=seed,
+    )
+
+
 def parse_size(text: str, key: str) -> tuple[int, int]:
     """'368x368' (W x H) -> (368, 368); ValueError naming the config key."""
     return parse_cli_size(text, key, minimum=32)
@@ -202,15 +215,7 @@ class Pose2DTask(Task):
 
     def build_datasets(self) -> tuple[CocoKeypoints, CocoKeypoints]:
         data = self.config["data"]
-        augment = TrainAugment(
-            self.input_size,
-            COCO17_FLIP,
-            scale=tuple(data["scale"]),
-            rotation=data["rotation"],
-            flip_probability=data["hflip"],
-            colour=data["colour"],
-            seed=self.config["run"]["seed"],
-        )
+        augment = train_augment(data, self.input_size, self.config["run"]["seed"])
         train = CocoKeypoints(
             self.path("train_json"),
             self.path("train_images"),

@@ -17,7 +17,6 @@ from torch import nn
 from torch.utils.data import ConcatDataset, Dataset
 
 from selecsls.backbones.checkpoint import CheckpointError
-from selecsls.datasets.augment import TrainAugment
 from selecsls.datasets.augment3d import Augment3D
 from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.mix3d import With3DFields, collate_pose3d
@@ -33,6 +32,8 @@ from selecsls.heads.skeletons import (
 )
 from selecsls.heads.weights import fit_problems, read_model_file
 from selecsls.heads.xnect3d import stage1_state_from_2d
+
+from .pose2d import train_augment
 
 # COCO types a person whose keypoints were made from 3D joints cannot have (the face)
 NO_JOINT_SOURCE = np.array(COCO17_FROM_JOINTS21) < 0
@@ -73,41 +74,38 @@ def collate_stage1(
     return collate_pose3d(items)
 
 
-def train_datasets(task: Any) -> Dataset:
-    """The 3D set (repeated data.train_repeat times) plus, when data.coco_json is set, the
-    2D-only set (repeated data.coco_repeat times): the repeats set the mixing ratio."""
-    data, seed = task.config["data"], task.config["run"]["seed"]
-    augment3d = Augment3D(
+def multi3d_train_set(task: Any, encoder: Any = None) -> Multi3DDataset:
+    """The 3D-labelled training set with its augmentation (camera and 3D joints follow every
+    geometric change); encoder None leaves the 2D targets to the caller (Stage II)."""
+    data = task.config["data"]
+    augment = Augment3D(
         task.input_size,
         scale=tuple(data["scale"]),
         rotation=data["rotation"],
         shift=data["shift"],
         flip_probability=data["hflip"],
         colour=data["colour"],
-        seed=seed,
+        seed=task.config["run"]["seed"],
     )
-    parts: list[Dataset] = [
-        Multi3DDataset(
-            task.path("train_json"),
-            task.path("train_images"),
-            task.input_size,
-            augment=augment3d,
-            encoder=task.codec.encode,
-            coco_from_joints=COCO17_FROM_JOINTS21,
-            flip_permutations=(COCO17_FLIP, JOINTS21_FLIP),
-            normalize=False,
-        )
-    ] * data["train_repeat"]
+    return Multi3DDataset(
+        task.path("train_json"),
+        task.path("train_images"),
+        task.input_size,
+        augment=augment,
+        encoder=encoder,
+        coco_from_joints=COCO17_FROM_JOINTS21,
+        flip_permutations=(COCO17_FLIP, JOINTS21_FLIP),
+        normalize=False,
+    )
+
+
+def train_datasets(task: Any) -> Dataset:
+    """The 3D set (repeated data.train_repeat times) plus, when data.coco_json is set, the
+    2D-only set (repeated data.coco_repeat times): the repeats set the mixing ratio."""
+    data, seed = task.config["data"], task.config["run"]["seed"]
+    parts: list[Dataset] = [multi3d_train_set(task, task.codec.encode)] * data["train_repeat"]
     if data["coco_json"]:
-        augment2d = TrainAugment(
-            task.input_size,
-            COCO17_FLIP,
-            scale=tuple(data["scale"]),
-            rotation=data["rotation"],
-            flip_probability=data["hflip"],
-            colour=data["colour"],
-            seed=seed + 1,
-        )
+        augment2d = train_augment(data, task.input_size, seed + 1)
         coco = CocoKeypoints(
             task.path("coco_json"),
             task.path("coco_images"),
