@@ -198,5 +198,9 @@ def test_synthetic_set_is_rewritten_when_its_settings_change(tmp_path):
 def test_synthetic_splits_need_their_own_folders(tmp_path, capsys):
     path = tmp_path / "prepare.yaml"
     path.write_text("task: pose2d\ndata: {prepare: synthetic}\n")
-    assert train([str(path), "--print-config"]) == 2
+    assert train([str(path), f"run.out_dir={tmp_path / 'run'}"]) == 2
     assert "data.train_json and data.val_json need different folders" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+    # --print-config still shows the config (no data checks there)
+    assert train([str(path), "--print-config"]) == 0
+    assert "synthetic_depth" in capsys.readouterr().out

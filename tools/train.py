@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    task, config = load_experiment(args.config, args.overrides)
+    # --print-config shows the resolved keys even where the data or weights are elsewhere
+    task, config = load_experiment(args.config, args.overrides, check_task=not args.print_config)
     if args.print_config:
         print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
         return 0

@@ -45,11 +45,14 @@ def experiment_schema(task: type[Task]) -> Schema:
     return merge_schemas(task.schema, ENGINE_SCHEMA, optim.SCHEMA, ema.SCHEMA)
 
 
-def load_experiment(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[Task, dict]:
+def load_experiment(
+    path: str | os.PathLike, overrides: list[str] = (), check_task: bool = True
+) -> tuple[Task, dict]:
     """Read, validate and resolve a config file; returns (task, config with "task" first).
 
     Raises ConfigError (a ValueError) for unknown sections/keys, wrong types, bad choices,
-    and FileNotFoundError/ValueError from the task's own checks (data folders, weights).
+    and FileNotFoundError/ValueError from the task's own checks (data folders, weights), which
+    check_task=False skips (to show a config whose data is not on this machine).
     """
     raw = read_yaml(path)
     overrides = list(overrides)
@@ -65,7 +68,8 @@ def load_experiment(path: str | os.PathLike, overrides: list[str] = ()) -> tuple
     config: dict[str, Any] = {"task": task_name, **sections}
     check_engine(config, str(path))
     task = task_cls(config)
-    task.check()
+    if check_task:
+        task.check()
     return task, config
 
 
