@@ -39,3 +39,29 @@ def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
                 m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
                 m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
     return model
+
+
+@pytest.fixture(scope="session")
+def tiny_pose_set(tmp_path_factory) -> Path:
+    """8 train + 4 val synthetic images (128x128, <= 2 people) in root/{train,val}; read-only:
+    a test that changes files copies the folder first."""
+    from selecsls.datasets.synthetic_people import generate
+
+    root = tmp_path_factory.mktemp("tiny_pose_set")
+    generate(root / "train", 8, seed=3, size=(128, 128), max_people=2)
+    generate(root / "val", 4, seed=4, size=(128, 128), max_people=2)
+    return root
+
+
+def pose_data_section(root: Path) -> dict:
+    """The `data` section of a pose config reading `tiny_pose_set`."""
+    return {
+        "root": str(root),
+        "train_json": "train/annotations.json",
+        "train_images": "train/images",
+        "val_json": "val/annotations.json",
+        "val_images": "val/images",
+        "input_size": "128x128",
+        "batch_size": 4,
+        "eval_batch_size": 4,
+    }

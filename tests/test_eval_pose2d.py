@@ -4,12 +4,14 @@ oracle model scored through the whole letterbox -> decode -> original-pixels pat
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import pose_data_section
 from torch import nn
 
 from selecsls.datasets.augment import EvalResize
@@ -27,24 +29,16 @@ FAST = ["run.progress=false", "data.workers=0", "run.threads=2"]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A 1-epoch pose2d run on 8 synthetic 128x128 images, with EMA; returns its folder."""
+def run(tmp_path_factory, tiny_pose_set) -> Path:
+    """A 1-epoch pose2d run on 8 synthetic 128x128 images, with EMA; returns its folder (the
+    data are in root/train and root/val)."""
     root = tmp_path_factory.mktemp("pose2d_eval")
-    generate(root / "train", 8, seed=3, size=(128, 128), max_people=2)
-    generate(root / "val", 4, seed=4, size=(128, 128), max_people=2)
+    for split in ("train", "val"):
+        shutil.copytree(tiny_pose_set / split, root / split)
     config = {
         "task": "pose2d",
         "model": {"backbone": "selecsls42b"},
-        "data": {
-            "root": str(root),
-            "train_json": "train/annotations.json",
-            "train_images": "train/images",
-            "val_json": "val/annotations.json",
-            "val_images": "val/images",
-            "input_size": "128x128",
-            "batch_size": 4,
-            "eval_batch_size": 4,
-        },
+        "data": pose_data_section(root),
         "optim": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 0.0},
         "schedule": {"epochs": 1, "warmup_epochs": 0.0},
         "ema": {"enabled": True},

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import pose_data_section
 
-from selecsls.datasets.synthetic_people import generate
 from selecsls.tools._cli import run_cli
 from selecsls.tools.engine.experiment import load_experiment
 from selecsls.tools.train import main
@@ -33,27 +33,15 @@ def read_summary(out_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic")
-    generate(root / "train", 8, seed=3, size=(128, 128), max_people=2)
-    generate(root / "val", 4, seed=4, size=(128, 128), max_people=2)
-    return root
+def synthetic(tiny_pose_set) -> Path:
+    return tiny_pose_set
 
 
 def synthetic_config(tmp_path: Path, root: Path) -> Path:
     config = {
         "task": "pose2d",
         "model": {"backbone": "selecsls42b"},
-        "data": {
-            "root": str(root),
-            "train_json": "train/annotations.json",
-            "train_images": "train/images",
-            "val_json": "val/annotations.json",
-            "val_images": "val/images",
-            "input_size": "128x128",
-            "batch_size": 4,
-            "eval_batch_size": 4,
-        },
+        "data": pose_data_section(root),
         "optim": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 0.0},
         "schedule": {"epochs": 3, "warmup_epochs": 0.0},
         "eval": {"every": 3, "previews": 2},

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import pose_data_section
 
-from selecsls.datasets.synthetic_people import generate
 from selecsls.heads import build_model, load_model, save_model
 from selecsls.heads.lifting import find_lifting
 from selecsls.tools._cli import run_cli
@@ -38,23 +38,12 @@ def read_summary(out_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("synthetic3d")
-    generate(root / "train", 8, seed=3, size=(128, 128), max_people=2)
-    generate(root / "val", 4, seed=4, size=(128, 128), max_people=2)
-    return root
+def synthetic(tiny_pose_set) -> Path:
+    return tiny_pose_set
 
 
 def data_section(root: Path) -> dict:
-    return {
-        "root": str(root),
-        "train_json": "train/annotations.json",
-        "train_images": "train/images",
-        "val_json": "val/annotations.json",
-        "val_images": "val/images",
-        "input_size": "128x128",
-        "eval_batch_size": 4,
-    }
+    return {k: v for k, v in pose_data_section(root).items() if k != "batch_size"}
 
 
 def write_config(path: Path, config: dict) -> Path:
