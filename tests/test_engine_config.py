@@ -49,6 +49,16 @@ def test_overrides_are_typed_and_applied(tmp_path):
     assert parse_override("data.root=/a=b") == ("data", "root", "/a=b")
 
 
+def test_exponent_numbers_without_a_dot_are_numbers(tmp_path):
+    # PyYAML reads `5e-4` as a string; users write it in files and on the command line
+    path = folder_config(tmp_path, "optim:\n  weight_decay: 5e-4\n")
+    _, config = load_experiment(path, ["optim.lr=4e-3", "data.scale=[5e-1, 1E0]"])
+    assert config["optim"]["lr"] == 0.004 and config["optim"]["weight_decay"] == 0.0005
+    assert config["data"]["scale"] == [0.5, 1.0]
+    with pytest.raises(ValueError, match="optim.lr"):
+        load_experiment(path, ["optim.lr=e-3"])
+
+
 @pytest.mark.parametrize(
     ("extra", "overrides", "needles"),
     [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,19 @@ def check_value(schema: Schema, section: str, key: str, value: Any, source: str)
         raise ConfigError(f"{where} = {value!r}: {err}") from None
 
 
+# PyYAML (YAML 1.1) reads 1e-3 or 5e-4 -- no dot -- as a STRING, in files and overrides alike
+_EXPONENT_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _number(value: Any, message: str) -> float:
+    """int/float -> float; also the strings YAML leaves unparsed, like "1e-3"."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(message)
+    return float(value)
+
+
 def _coerce(field: Field, value: Any) -> Any:
     kind = field.kind
     if kind == "bool":
@@ -148,9 +162,7 @@ def _coerce(field: Field, value: Any) -> Any:
             raise TypeError("expected an integer")
         return value
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError("expected a number")
-        return float(value)
+        return _number(value, "expected a number")
     if kind in ("str", "path"):
         if not isinstance(value, str):
             raise TypeError("expected a string")
@@ -160,11 +172,10 @@ def _coerce(field: Field, value: Any) -> Any:
             raise ValueError(f"valid choices: {', '.join(map(str, field.choices))}")
         return value
     if kind == "floats":
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value
-        ):
-            raise TypeError("expected a list of numbers, e.g. [0.5, 1.0]")
-        return [float(v) for v in value]
+        message = "expected a list of numbers, e.g. [0.5, 1.0]"
+        if not isinstance(value, list | tuple):
+            raise TypeError(message)
+        return [_number(v, message) for v in value]
     if kind == "bool_or_path":
         if not isinstance(value, bool | str):
             raise TypeError("expected true, false or a checkpoint path")
