@@ -44,7 +44,7 @@ class LiftingNet(nn.Module):
 
     def __init__(self, num_joints: int = len(STAGE2_JOINTS), widths=(160, 256, 256, 128)) -> None:
         super().__init__()
-        self.num_joints = num_joints
+        self.num_joints, self.widths = num_joints, tuple(widths)
         # the "convolution spanning all joints" is a linear layer over the flattened (14 x 66)
         # rows: the same function, and several times faster than Conv1d on CPU
         self.joint_conv = _fc_bn_relu(num_joints * INPUT_WIDTH, widths[0])

@@ -180,14 +180,17 @@ def exported(files, tmp_path_factory):
 
 
 def test_onnx_backend_runs_stage2_in_pytorch(files, exported, tmp_path, capsys):
-    plain = load_onnx_estimator(str(exported), None)
-    assert plain.pose3d_source == "stage1"
-    assert "--lifting" in capsys.readouterr().err  # the file came from a Stage I + II model
-    lifted = load_onnx_estimator(str(exported), None, str(files["stage12"]))
-    assert lifted.pose3d_source == "stage2" and lifted.input_size == INPUT
-    payload, recorded = run_recorded(lifted, files["video"], tmp_path / "onnx.json")
-    assert payload["pose3d_source"] == "stage2"
     lifting = find_lifting(load_model(files["stage12"]))
+    # the export carries Stage II in its metadata: no --lifting needed
+    carried = load_onnx_estimator(str(exported), None)
+    assert carried.pose3d_source == "stage2" and carried.input_size == INPUT
+    payload, recorded = run_recorded(carried, files["video"], tmp_path / "carried.json")
+    assert payload["pose3d_source"] == "stage2"
+    assert check_frames(payload, recorded, carried, lifting)
+    # --lifting CKPT takes precedence (here the same Stage II, so the same poses)
+    lifted = load_onnx_estimator(str(exported), None, str(files["stage12"]))
+    assert lifted.pose3d_source == "stage2"
+    payload, recorded = run_recorded(lifted, files["video"], tmp_path / "onnx.json")
     assert check_frames(payload, recorded, lifted, lifting)
 
     bad = [
@@ -215,3 +218,25 @@ def test_json_records_nan_as_null():
     assert record["keypoints_3d_relative"][4] is None
     assert record["keypoints_3d_relative"][5] == [15.0, 16.0, 17.0]
     json.dumps(record, allow_nan=False)  # valid JSON
+
+
+def test_onnx_without_stored_stage2_falls_back_and_says_so(files, exported, tmp_path, capsys):
+    import onnx
+
+    from selecsls.tools.demo_pose3d import LIFTING_KEY
+
+    model = onnx.load(str(exported))
+    kept = [p for p in model.metadata_props if p.key != LIFTING_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    older = tmp_path / "older.onnx"  # as exported before Stage II travelled in the file
+    onnx.save(model, str(older))
+    plain = load_onnx_estimator(str(older), None)
+    assert plain.pose3d_source == "stage1"
+    assert "--lifting" in capsys.readouterr().err
+    entry = model.metadata_props.add()
+    entry.key, entry.value = LIFTING_KEY, "not base64 weights"
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    with pytest.raises(ValueError, match="stored Stage II"):
+        load_onnx_estimator(str(broken), None)

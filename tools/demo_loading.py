@@ -14,7 +14,14 @@ from torch import nn
 
 from selecsls.backbones.checkpoint import CheckpointError, read_checkpoint
 from selecsls.tools._cli import parse_size
-from selecsls.tools.demo_pose3d import LOCMAPS, Pose3DStage, codec3d_from, cpu_lifting
+from selecsls.tools.demo_pose3d import (
+    LIFTING_KEY,
+    LOCMAPS,
+    Pose3DStage,
+    codec3d_from,
+    cpu_lifting,
+    lifting_from_text,
+)
 from selecsls.tools.demo_runtime import (
     OnnxRunner,
     PoseEstimator,
@@ -84,8 +91,9 @@ def load_onnx_estimator(
     path: str, input_size: tuple[int, int] | None, lifting: str | None = None
 ) -> PoseEstimator:
     """A PoseEstimator for an exported ONNX file; input size and codec default to its metadata.
-    The export holds Stage I only: `lifting` names the .pt checkpoint whose Stage II runs after
-    it (PyTorch, CPU); without it a Stage I file shows the location-map read-out."""
+    The graph is Stage I; Stage II (PyTorch, CPU) comes from `lifting` (a .pt checkpoint) when
+    given, else from the file's metadata (exports of Stage I + II checkpoints carry it); without
+    either a Stage I file shows the location-map read-out."""
     runner = OnnxRunner(path)
     if input_size is None:
         input_size = parse_size(runner.metadata.get("input_size", "512x320"))
@@ -93,14 +101,18 @@ def load_onnx_estimator(
     codec = codec_from(settings)
     pose3d = None
     if LOCMAPS in runner.output_names:
-        net = load_lifting(lifting) if lifting else None
-        pose3d = Pose3DStage(codec3d_from(settings, codec), net)
-        if not lifting and "lifting" in onnx_heads(runner):
+        net = None
+        if lifting:
+            net = load_lifting(lifting)
+        elif LIFTING_KEY in runner.metadata:
+            net = lifting_from_text(runner.metadata[LIFTING_KEY], path)
+        elif "lifting" in onnx_heads(runner):
             print(
-                f"note: {path} was exported from a Stage I + II checkpoint, but ONNX holds Stage I "
-                "only; add --lifting CHECKPOINT (the .pt it came from) for Stage II 3D poses",
+                f"note: {path} comes from a Stage I + II checkpoint but holds no Stage II (an "
+                "older export); add --lifting CHECKPOINT (the .pt it came from) for Stage II",
                 file=sys.stderr,
             )
+        pose3d = Pose3DStage(codec3d_from(settings, codec), net)
     elif lifting:
         raise ValueError(
             f"--lifting {lifting}: {path} has no {LOCMAPS!r} output (outputs: "

@@ -13,11 +13,14 @@ in PyTorch fp32 on the CPU, after either backend: an ONNX export holds Stage I o
 
 from __future__ import annotations
 
+import base64
 import copy
+import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from selecsls.heads.codec2d import Pose2DCodec
@@ -26,6 +29,7 @@ from selecsls.heads.lifting import LiftingNet, find_lifting
 from selecsls.heads.pose3d import predict_people3d
 
 LOCMAPS = "locmaps"  # the Stage I 3D branch's output name (heads.xnect3d)
+LIFTING_KEY = "lifting_state"  # ONNX metadata: Stage II's weights (lifting_to_text)
 SOURCE_NAMES = {"stage1": "Stage I location-map read-out", "stage2": "Stage II lifting"}
 SOURCE_LABELS = {"stage1": "3D: Stage I", "stage2": "3D: Stage II"}  # FPS overlay, panel
 
@@ -40,6 +44,29 @@ def codec3d_from(settings: Any, codec2d: Pose2DCodec) -> Pose3DCodec:
         sigma=float(settings.get("sigma3d", codec2d.sigma)),
         unit=float(settings.get("unit3d", 1000.0)),
     )
+
+
+def lifting_to_text(net: LiftingNet) -> str:
+    """Stage II's weights as base64 text, for an ONNX file's metadata: the ONNX graph is Stage I
+    only (Stage II runs per person after decoding), so the file carries Stage II beside it."""
+    buffer = io.BytesIO()
+    state = {k: v.detach().float().cpu() for k, v in net.state_dict().items()}
+    torch.save({"num_joints": net.num_joints, "widths": list(net.widths), "state": state}, buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def lifting_from_text(text: str, source: str) -> LiftingNet:
+    """The LiftingNet `lifting_to_text` wrote (fp32, CPU, eval mode); ValueError naming `source`
+    when the text is not one."""
+    try:
+        data = torch.load(io.BytesIO(base64.b64decode(text)), weights_only=True)
+        net = LiftingNet(data["num_joints"], tuple(data["widths"]))
+        net.load_state_dict(data["state"])
+    except Exception as err:  # any corruption: binascii, pickle, key or shape errors
+        raise ValueError(
+            f"{source}: the stored Stage II ({LIFTING_KEY}) is unreadable: {err}"
+        ) from None
+    return net.eval()
 
 
 def cpu_lifting(model: nn.Module) -> LiftingNet | None:

@@ -9,7 +9,8 @@ in Python (`selecsls.heads.codec2d`). Before the file is written under its name,
 it on the same random input as PyTorch, at the export size and at a second, odd size (to prove
 the size is really dynamic); every output must agree within --rtol of its largest magnitude.
 The model config, input size and codec settings go into the file's metadata, which the demo's
---backend onnxruntime reads.
+--backend onnxruntime reads; so does a Stage I + II checkpoint's Stage II (its weights as text,
+~2 MB: Stage II runs per person after decoding, in PyTorch on the CPU, not in the graph).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import torch
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.heads import Model
+from selecsls.heads.lifting import find_lifting
 from selecsls.tools._cli import parse_size, run_cli
 from selecsls.tools.demo_outputs import temporary_beside
+from selecsls.tools.demo_pose3d import LIFTING_KEY, lifting_to_text
 from selecsls.tools.demo_runtime import load_pose_file, require_onnxruntime
 
 INPUT_NAME = "images"
@@ -159,12 +162,16 @@ def export_checkpoint(
         export_onnx(deploy, temporary, input_size, opset)
         # the reference is the unfused fp32 model: the check covers the folding too
         errors = verify(model, temporary, [input_size, second_size(input_size)], rtol)
-        add_metadata(temporary, {
+        metadata = {
             "selecsls_config": json.dumps(model.config),
             "input_size": f"{input_size[0]}x{input_size[1]}",
             "input": "float32 (N, 3, H, W) RGB, ImageNet mean/std normalised",
             "codec": json.dumps(experiment.get("codec") if isinstance(experiment, dict) else None),
-        })  # fmt: skip
+        }
+        lifting = find_lifting(model)
+        if lifting is not None:  # Stage II travels in the file, for the demo's 3D poses
+            metadata[LIFTING_KEY] = lifting_to_text(lifting)
+        add_metadata(temporary, metadata)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
