@@ -25,12 +25,20 @@ import torch
 PAD_VALUE = (124, 116, 104)
 
 
-def clean_visibility(keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Set v = 0 (and x = y = 0) for keypoints outside the image or unlabelled (COCO convention)."""
+def clean_visibility(
+    keypoints: np.ndarray,
+    width: int,
+    height: int,
+    frame: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """Set v = 0 (and x = y = 0) for keypoints outside the image or unlabelled (COCO convention).
+    frame (x0, y0, x1, y1): the part of the image that shows picture (the rest is padding), when
+    smaller than the image: keypoints in the padding are unlabelled too."""
     out = keypoints.astype(np.float32).copy()
     x, y = out[..., 0], out[..., 1]
+    x0, y0, x1, y1 = frame if frame is not None else (0, 0, width, height)
     # pixel k spans [k - 0.5, k + 0.5)
-    inside = (x >= -0.5) & (x < width - 0.5) & (y >= -0.5) & (y < height - 0.5)
+    inside = (x >= x0 - 0.5) & (x < x1 - 0.5) & (y >= y0 - 0.5) & (y < y1 - 0.5)
     out[..., 2] = np.where(inside & (out[..., 2] > 0), out[..., 2], 0)
     out[out[..., 2] == 0] = 0
     return out
@@ -112,7 +120,8 @@ class TrainAugment:
         points[..., :2] = points[..., :2] @ matrix[:, :2].T.astype(np.float32) + matrix[:, 2]
         if matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0] < 0:  # mirrored
             points = points[:, list(self.flip_permutation)]
-        points = clean_visibility(points, *self.input_size)
+        # a point the zoom or rotation carried into the padding bands shows no person there
+        points = clean_visibility(points, *self.input_size, frame)
         if self.colour is not None:
             image = self.colour(image=image)["image"]
         return image, points, mask

@@ -159,6 +159,7 @@ def test_train_augment_is_deterministic_and_pads_outside_the_frame():
     image = np.full((100, 300, 3), 255, np.uint8)  # wide: the fitted frame is a band
     people = np.zeros((1, 17, 3), np.float32)
     people[0, :, :2], people[0, :, 2] = (150, 50), 2
+    people[0, 16, :2] = (150, 2)  # near the top edge: zoomed into the padding rows (y ~ 26)
     zoom = {"scale": (1.4, 1.4), "rotation": 0, "flip_probability": 0, "colour": False}
     outputs = [
         TrainAugment((96, 96), COCO17_FLIP, **zoom, seed=7)(
@@ -175,3 +176,5 @@ def test_train_augment_is_deterministic_and_pads_outside_the_frame():
     # pixel centres: x' = (x + 0.5) * 0.32 - 0.5 = 47.66 (15.66 + 32 rows), then 1.4x about
     # the frame's centre (47.5, 47.5)
     np.testing.assert_allclose(points[0, 0, :2], (47.724, 47.724), atol=1e-4)
+    # a keypoint in the padding is unlabelled (no picture of the person there), the rest stay
+    assert (points[0, 16] == 0).all() and (points[0, :16, 2] == 2).all()
