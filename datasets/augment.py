@@ -59,7 +59,30 @@ def flip_horizontal(
     return image[:, ::-1].copy(), flipped, ignore_mask[:, ::-1].copy()
 
 
-class TrainAugment:
+class WorkerRandom:
+    """Owns `self.rng`, reseeded once in each DataLoader worker process (per epoch): a copied
+    generator would make every worker draw the same crops and flips. Subclasses call
+    `_reseed_in_worker()` first in `__call__`; `_seeded(seed)` reseeds any other random source."""
+
+    _seeded_for: tuple[int, int] | None = None
+    rng: np.random.Generator
+
+    def _reseed_in_worker(self) -> None:
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            return
+        key = (os.getpid(), info.id)
+        if key != self._seeded_for:
+            self._seeded_for = key
+            seed = int(info.seed % 2**32)  # differs per worker and per epoch
+            self.rng = np.random.default_rng(seed)
+            self._seeded(seed)
+
+    def _seeded(self, seed: int) -> None:
+        """Hook for random sources other than self.rng."""
+
+
+class TrainAugment(WorkerRandom):
     """Random scale, rotation, crop/pad to `input_size` (W, H), flip with left/right swap, colour.
 
     The image is first fitted so its longer side matches the input's, then scaled by a factor in
@@ -89,7 +112,6 @@ class TrainAugment:
         self.rotation = float(rotation)
         self.flip_probability = flip_probability
         self.rng = np.random.default_rng(seed)
-        self._seeded_for: tuple[int, int] | None = None
         self.colour: A.Compose | None = None
         if colour:
             # brightness/contrast is nearly free; the HSV round trip costs ~2 ms a sample, so
@@ -126,19 +148,9 @@ class TrainAugment:
             image = self.colour(image=image)["image"]
         return image, points, mask
 
-    def _reseed_in_worker(self) -> None:
-        """Give every DataLoader worker its own random stream (albumentations 2.0.8 does not):
-        otherwise all workers would draw the same crops and flips."""
-        info = torch.utils.data.get_worker_info()
-        if info is None:
-            return
-        key = (os.getpid(), info.id)
-        if key != self._seeded_for:
-            self._seeded_for = key
-            seed = int(info.seed % 2**32)  # differs per worker and per epoch
-            self.rng = np.random.default_rng(seed)
-            if self.colour is not None:
-                self.colour.set_random_seed(seed)
+    def _seeded(self, seed: int) -> None:
+        if self.colour is not None:  # albumentations 2.0.8 does not reseed per worker itself
+            self.colour.set_random_seed(seed)
 
 
 def train_matrix(

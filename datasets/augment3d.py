@@ -10,16 +10,13 @@ no skeleton; tools pass the permutations).
 
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
-import torch
 
-from .augment import PAD_VALUE, clean_visibility
+from .augment import PAD_VALUE, WorkerRandom, clean_visibility
 
 
-class Augment3D:
+class Augment3D(WorkerRandom):
     """Random scale (after fitting the longer side), rotation about the image centre, shift,
     horizontal flip and brightness/contrast; output size `input_size` (W, H).
 
@@ -42,7 +39,6 @@ class Augment3D:
         self.scale, self.rotation, self.shift = scale, rotation, shift
         self.flip_probability, self.colour = flip_probability, colour
         self.rng = np.random.default_rng(seed)
-        self._seeded_for: tuple[int, int] | None = None
 
     def matrix(self, width: int, height: int) -> np.ndarray:
         """A random 2x3 original -> input matrix for an image of width x height."""
@@ -75,16 +71,6 @@ class Augment3D:
             gain, bias = self.rng.uniform(0.7, 1.3), self.rng.uniform(-30, 30)
             image = np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
         return image, points, mask, matrix.astype(np.float32)
-
-    def _reseed_in_worker(self) -> None:
-        """Each DataLoader worker (and epoch) draws its own random stream."""
-        info = torch.utils.data.get_worker_info()
-        if info is None:
-            return
-        key = (os.getpid(), info.id)
-        if key != self._seeded_for:
-            self._seeded_for = key
-            self.rng = np.random.default_rng(int(info.seed % 2**32))
 
 
 def apply_to_camera(
