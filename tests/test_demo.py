@@ -9,6 +9,7 @@ goes through the real command line once (plumbing: frames in = frames out, well-
 from __future__ import annotations
 
 import json
+import threading
 
 import cv2
 import numpy as np
@@ -207,3 +208,48 @@ def test_cli_errors_are_clear(clip, tmp_path, capsys):
     assert run_cli(demo.main, ["--checkpoint", missing, "--input", path, "--headless"]) == 2
     assert "--output" in capsys.readouterr().err  # nothing to show or write
     assert not (tmp_path / "j.json").exists()
+
+
+class ThreadRecorder(Oracle):
+    """Notes which threads ran the network."""
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.threads = getattr(self, "threads", set()) | {threading.get_ident()}
+        return super().forward(images)
+
+
+def test_pipelined_run_equals_sequential_run(clip, tmp_path):
+    """The network thread (default) changes when frames are processed, not what comes out."""
+    path, truth, _ = clip
+    records = {}
+    for pipeline in (True, False):
+        network = ThreadRecorder(truth)
+        estimator = PoseEstimator(TorchRunner(network, fuse=False), INPUT)  # no copy
+        json_path = tmp_path / f"people_{pipeline}.json"
+        options = demo.Options(json_path=str(json_path), pipeline=pipeline)
+        summary = demo.run(estimator, open_source(str(path)), Tracker(), options)
+        assert summary["frames"] == FRAMES
+        records[pipeline] = json.loads(json_path.read_text())["frames"]
+        on_main = network.threads == {threading.get_ident()}
+        assert on_main != pipeline, "the network runs in its own thread exactly when pipelined"
+    assert records[True] == records[False]
+    assert sum(len(f["people"]) for f in records[True]) >= 2 * FRAMES
+
+
+class FailingNetwork(Oracle):
+    """Raises at frame `fail_at`, as a network running out of memory would."""
+
+    fail_at = 3
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.t == self.fail_at:
+            raise RuntimeError("network failed on purpose")
+        return super().forward(images)
+
+
+def test_network_error_in_the_pipeline_thread_reaches_the_caller(clip, tmp_path):
+    path, truth, _ = clip
+    estimator = PoseEstimator(TorchRunner(FailingNetwork(truth)), INPUT)
+    options = demo.Options(json_path=str(tmp_path / "people.json"))
+    with pytest.raises(RuntimeError, match="on purpose"):
+        demo.run(estimator, open_source(str(path)), Tracker(), options)

@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -35,8 +36,8 @@ from selecsls.tools.demo_draw import compose, draw_fps, draw_people, draw_pose3d
 from selecsls.tools.demo_loading import load_onnx_estimator, load_torch_estimator
 from selecsls.tools.demo_outputs import VideoOutput, check_output_paths, person_record, write_json
 from selecsls.tools.demo_pose3d import SOURCE_LABELS
-from selecsls.tools.demo_runtime import PRECISIONS, PoseEstimator
-from selecsls.tools.demo_sources import Frame, FrameSource, open_source, read_frames
+from selecsls.tools.demo_runtime import PRECISIONS, Inference, PoseEstimator
+from selecsls.tools.demo_sources import Frame, FrameSource, ReadAhead, open_source, read_frames
 from selecsls.tools.demo_tracking import Tracker
 
 BACKENDS = ("pytorch", "onnxruntime")
@@ -52,6 +53,7 @@ class Options:
     max_frames: int | None = None
     panel3d_width: int | None = None  # default: the frame height (a square panel)
     paused: bool = False
+    pipeline: bool = True  # network in its own thread, overlapping decode/draw of the last frame
 
 
 def has_display() -> bool:
@@ -113,11 +115,30 @@ def show_frame(canvas: np.ndarray, options: Options) -> bool:
     return not quit_now
 
 
+def infer_frames(
+    frames: Iterator[Frame], estimator: PoseEstimator, pipeline: bool
+) -> tuple[Iterator[tuple[Frame, Inference]], Callable[[], None]]:
+    """((frame, network outputs) iterator, stop function). With `pipeline` the network runs in a
+    background thread one frame ahead: while the main thread decodes, tracks, draws and shows
+    frame t, the network already works on frame t+1 (torch releases the GIL), so a frame costs
+    max(network, the rest) instead of their sum on a machine with a second core."""
+    pairs = ((frame, estimator.infer(frame.image)) for frame in frames)
+    if not pipeline:
+        return pairs, lambda: None
+    worker = ReadAhead(pairs, live=False, depth=1)
+    return iter(worker), worker.stop
+
+
 def step(
-    frame: Frame, estimator: PoseEstimator, tracker: Tracker, fps: float, panel_width: int
+    frame: Frame,
+    inference: Inference,
+    estimator: PoseEstimator,
+    tracker: Tracker,
+    fps: float,
+    panel_width: int,
 ) -> tuple[np.ndarray, dict, dict[str, float]]:
-    """One frame -> (annotated image, its JSON record, stage times in ms)."""
-    prediction = estimator(frame.image)
+    """One frame and its network outputs -> (annotated image, JSON record, stage times in ms)."""
+    prediction = estimator.finish(inference)
     people = tracker.update(prediction.keypoints, prediction.scores, frame.time)
     canvas = annotate(frame.image, people, prediction, fps, panel_width)
     record = {
@@ -134,14 +155,17 @@ def run(estimator: PoseEstimator, source: FrameSource, tracker: Tracker, options
     """Process every frame of `source`; returns a summary (frames, skipped, fps, stage ms)."""
     video = VideoOutput(options.output, source.fps) if options.output else None
     frames_json: list[dict] = []
-    frames, stop = read_frames(source)
+    frames, stop_reading = read_frames(source)
+    inferred, stop_inference = infer_frames(frames, estimator, options.pipeline)
     meter, count, totals = FpsMeter(), 0, {}
     start, finished = time.perf_counter(), False
     try:
         try:
-            for frame in frames:
+            for frame, inference in inferred:
                 width = options.panel3d_width or frame.image.shape[0]
-                canvas, record, times = step(frame, estimator, tracker, meter.tick(), width)
+                canvas, record, times = step(
+                    frame, inference, estimator, tracker, meter.tick(), width
+                )
                 frames_json.append(record)
                 if video is not None:
                     video.write(canvas)
@@ -156,7 +180,8 @@ def run(estimator: PoseEstimator, source: FrameSource, tracker: Tracker, options
             print("interrupted: keeping the frames processed so far", file=sys.stderr)
         finished = True
     finally:
-        stop()
+        stop_inference()  # before the reader: the inference thread pulls from it
+        stop_reading()
         source.close()
         if video is not None:
             video.finish(keep=finished or count > 0)
@@ -203,6 +228,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-cutoff", type=float, default=1.0, help="One-Euro cutoff at rest (Hz)")
     p.add_argument("--beta", type=float, default=0.02, help="One-Euro speed coefficient")
     p.add_argument("--threads", type=int, help="CPU threads for the network")
+    p.add_argument(
+        "--no-pipeline",
+        action="store_true",
+        help="run the network and the decode/draw of each frame one after the other (default: "
+        "the network works on the next frame in a thread meanwhile)",
+    )
     p.add_argument(
         "--lifting",
         help="checkpoint whose Stage II (lifting head) lifts the 3D poses: needed with an ONNX "
@@ -255,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     tracker = Tracker(smoothing=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta)
     options = Options(args.output, args.json_path, show, args.max_frames)
+    options.pipeline = not args.no_pipeline
     size = "x".join(map(str, estimator.input_size))
     print(
         f"{source.name} -> {estimator.runner.description}, input {size}, "

@@ -150,6 +150,17 @@ class Prediction:
     pose3d_source: str | None = None
 
 
+@dataclass
+class Inference:
+    """One frame's network outputs before decoding: outputs {name: (C, h, w)}, the (2, 3)
+    original -> input matrix, the frame's shape and the stage times so far (ms)."""
+
+    outputs: dict[str, np.ndarray]
+    matrix: np.ndarray
+    frame_shape: tuple[int, ...]
+    times: dict[str, float]
+
+
 class PoseEstimator:
     """frame (H, W, 3) BGR uint8 -> Prediction, via letterbox to `input_size` (W, H).
 
@@ -204,6 +215,10 @@ class PoseEstimator:
         return to_tensor(rgb).unsqueeze(0), matrix
 
     def __call__(self, frame: np.ndarray) -> Prediction:
+        return self.finish(self.infer(frame))
+
+    def infer(self, frame: np.ndarray) -> Inference:
+        """Preprocess + network (the part the demo runs in its inference thread)."""
         start = time.perf_counter()
         images, matrix = self.preprocess(frame)
         prepared = time.perf_counter()
@@ -211,13 +226,14 @@ class PoseEstimator:
         inferred = time.perf_counter()
         if self.has_3d is None:
             self._inspect(outputs)
-        prediction = self.decode({k: v[0] for k, v in outputs.items()}, matrix, frame.shape)
-        done = time.perf_counter()
-        prediction.times = {
-            "preprocess": 1e3 * (prepared - start),
-            "network": 1e3 * (inferred - prepared),
-            "decode": 1e3 * (done - inferred),
-        }
+        times = {"preprocess": 1e3 * (prepared - start), "network": 1e3 * (inferred - prepared)}
+        return Inference({k: v[0] for k, v in outputs.items()}, matrix, frame.shape, times)
+
+    def finish(self, inference: Inference) -> Prediction:
+        """Decode an `infer` result into people (2D, and 3D when the network has it)."""
+        start = time.perf_counter()
+        prediction = self.decode(inference.outputs, inference.matrix, inference.frame_shape)
+        prediction.times = {**inference.times, "decode": 1e3 * (time.perf_counter() - start)}
         return prediction
 
     def decode(self, outputs: dict, matrix: np.ndarray, frame_shape: tuple) -> Prediction:
