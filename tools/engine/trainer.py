@@ -12,6 +12,7 @@ import random
 import shutil
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from .logs import RunLog
 from .optim import build_optimizer, build_scheduler
 from .precise_bn import recalibrate_bn
 from .tasks import Task
+from .tasks.base import EvalContext
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -182,7 +184,7 @@ class Trainer:
             if i >= self.batches_per_epoch:
                 break
             if i == 0 and epoch == self.start_epoch:
-                self.log.images("train/inputs", task.preview_images(batch), epoch)
+                self._preview_inputs(batch, epoch)
             batch = task.to_device(batch, self.info.device, True, self.channels_last)
             if task.batch_size(batch) == 0 and not self.info.enabled:
                 continue  # every file of the batch was unreadable (already warned about)
@@ -211,6 +213,13 @@ class Trainer:
         stats["lr"] = self.optimizer.param_groups[0]["lr"]
         stats["train_img_per_s"] = images * self.info.world_size / (time.perf_counter() - start)
         return stats
+
+    def _preview_inputs(self, batch: Any, epoch: int) -> None:
+        """The first run.preview_images training inputs (0: none) into TensorBoard (rank 0)."""
+        count = self.config["run"]["preview_images"]
+        if count > 0 and self.log.writer is not None:
+            images = self.task.preview_images(batch)  # tasks draw at most 8
+            self.log.images("train/inputs", None if images is None else images[:count], epoch)
 
     def _step(self, clip: float | None) -> None:
         if clip:
@@ -242,11 +251,16 @@ class Trainer:
             for model in (self.model, self.ema.module if self.ema else None):
                 if model is not None:
                     recalibrate_bn(model, self.train_loader, self.task, batches, *args)
-        metrics = self.task.evaluate(self.model, self.val_loader, *args)
+        # step epoch + 1 like the "val" scalars below; the writer is None off rank 0
+        ctx = EvalContext(epoch + 1, "val", self.log.writer, self.log.progress)
+        metrics = self.task.evaluate(self.model, self.val_loader, *args, ctx)
         if self.ema is not None:
-            ema_metrics = self.task.evaluate(self.ema.module, self.val_loader, *args)
+            ema_ctx = replace(ctx, tag="val_ema")
+            ema_metrics = self.task.evaluate(self.ema.module, self.val_loader, *args, ema_ctx)
             metrics.update({f"ema_{k}": v for k, v in ema_metrics.items()})
         self.log.scalars("val", metrics, epoch + 1)
+        if self.log.writer is not None:  # previews and metrics visible now, not ~2 min later
+            self.log.writer.flush()
         return metrics
 
     def end_epoch(self, epoch: int, stats: dict, metrics: dict, seconds: float) -> None:

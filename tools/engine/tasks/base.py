@@ -7,6 +7,7 @@ The engine owns everything else: devices, DDP, AMP, optimiser, schedule, EMA, ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,6 +16,23 @@ from torch.utils.data import Dataset
 
 from ..config import Schema
 from ..distributed import DistInfo
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What the engine tells a task about one evaluation.
+
+    epoch: epochs trained so far (1 after the first), the step of the "val" scalars, so
+    pictures and metrics of one evaluation line up in TensorBoard; tag: "val" for the model,
+    "val_ema" for its EMA (the TensorBoard prefix of the pictures); writer: the run's
+    TensorBoard SummaryWriter on rank 0, None elsewhere, when logging is off, or for a
+    standalone evaluation (tools/eval*.py): no pictures then; progress: a progress bar is wanted.
+    """
+
+    epoch: int = 0
+    tag: str = "val"
+    writer: Any = None
+    progress: bool = False
 
 
 class Task:
@@ -61,9 +79,11 @@ class Task:
         info: DistInfo,
         amp_dtype: torch.dtype | None,
         channels_last: bool,
-        progress: bool = False,
+        ctx: EvalContext | None = None,
     ) -> dict[str, float]:
-        """Metrics over the whole validation set, reduced over ranks (identical on every rank)."""
+        """Metrics over the whole validation set, reduced over ranks (identical on every rank).
+
+        ctx: which evaluation this is and where its pictures go (None: a standalone one)."""
         raise NotImplementedError
 
     def checkpoint_extra(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from selecsls.heads.weights import read_model_file
 
 from ..config import Field, Schema
 from ..distributed import DistInfo, reduce_sums
-from .base import Task
+from .base import EvalContext, Task
 
 INTERP = tuple(INTERPOLATIONS)
 
@@ -167,7 +167,7 @@ class ClassificationTask(Task):
         info: DistInfo,
         amp_dtype: torch.dtype | None,
         channels_last: bool,
-        progress: bool = False,
+        ctx: EvalContext | None = None,
     ) -> dict[str, float]:
         sums = {"n": 0.0, "top1": 0.0, "top5": 0.0, "loss": 0.0, "skipped": 0.0}
         for batch, logits in predict(self, model, loader, info.device, amp_dtype, channels_last):

@@ -37,6 +37,7 @@ from selecsls.heads.weights import read_model_file
 
 from ..config import Field, Schema
 from ..distributed import DistInfo
+from .base import EvalContext
 from .lifting_data import evaluate_lifting, ground_truth_batch, stage1_batch
 from .pose2d import parse_size
 from .pose3d import BEST_CHOICES, Pose3DTask, pose3d_schema
@@ -73,6 +74,7 @@ def lifting_schema() -> Schema:
                 help="best.pt metric; auto: pck with model.stage1, else lift_pck",
             ),
             "match_distance": base["eval"]["match_distance"],
+            "previews": base["eval"]["previews"],  # with model.stage1 (lifted poses drawn)
         },
     }
 
@@ -178,11 +180,11 @@ class LiftingTask(Pose3DTask):
         info: DistInfo,
         amp_dtype: torch.dtype | None,
         channels_last: bool,
-        progress: bool = False,
+        ctx: EvalContext | None = None,
     ) -> dict[str, float]:
         metrics = self.evaluate_ground_truth_inputs(find_lifting(model), loader)
-        if self.has_stage1:
-            metrics.update(super().evaluate(model, loader, info, amp_dtype, channels_last))
+        if self.has_stage1:  # the full pipeline, with previews of the lifted poses
+            metrics.update(super().evaluate(model, loader, info, amp_dtype, channels_last, ctx))
         return metrics
 
     def lifting_net(self, model: nn.Module) -> Any:

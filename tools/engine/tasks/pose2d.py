@@ -31,7 +31,7 @@ from selecsls.tools._cli import parse_size as parse_cli_size
 
 from ..config import Field, Schema
 from ..distributed import DistInfo
-from .base import Task
+from .base import EvalContext, Task
 from .pose2d_eval import evaluate_pose2d, load_pose_backbone
 from .pose2d_preview import draw_training_inputs
 
@@ -126,8 +126,6 @@ class Pose2DTask(Task):
         self.codec = make_codec(config["codec"])
         self.input_size = parse_size(config["data"]["input_size"], "data.input_size")
         self.val_set: CocoKeypoints | None = None
-        self.evaluations = 0
-        self.first_model: int | None = None
 
     def path(self, key: str) -> Path:
         data = self.config["data"]
@@ -273,23 +271,9 @@ class Pose2DTask(Task):
         info: DistInfo,
         amp_dtype: torch.dtype | None,
         channels_last: bool,
-        progress: bool = False,
+        ctx: EvalContext | None = None,
     ) -> dict[str, float]:
-        # The engine evaluates the model and then its EMA: count evaluations of the first only.
-        if self.first_model is None:
-            self.first_model = id(model)
-        is_ema = id(model) != self.first_model
-        self.evaluations += not is_ema
-        return evaluate_pose2d(
-            self,
-            model,
-            loader,
-            info,
-            amp_dtype,
-            channels_last,
-            tag="val_ema" if is_ema else "val",
-            step=self.evaluations,
-        )
+        return evaluate_pose2d(self, model, loader, info, amp_dtype, channels_last, ctx)
 
     def preview_images(self, batch: dict[str, Any]) -> torch.Tensor:
         """Training inputs with their augmented ground-truth skeletons drawn."""

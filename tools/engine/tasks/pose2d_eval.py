@@ -14,7 +14,8 @@ from selecsls.heads.weights import check_fit, read_model_file
 from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results
 
 from ..distributed import DistInfo, gather_objects
-from .pose2d_preview import draw_predictions
+from .base import EvalContext
+from .pose2d_preview import add_previews, draw_predictions, preview_count
 
 RESULT_FILE = "val_results.json"
 
@@ -26,16 +27,17 @@ def evaluate_pose2d(
     info: DistInfo,
     amp_dtype: torch.dtype | None,
     channels_last: bool,
-    tag: str = "val",
-    step: int = 0,
+    ctx: EvalContext | None = None,
 ) -> dict[str, float]:
     """Decode every val image into people, score them with pycocotools (identical on every rank).
 
-    Writes run.out_dir/val_results.json (the scored detections, rank 0) and, for the first
-    `eval.previews` images, TensorBoard images `{tag}/preview` (skeletons, heatmaps, PAFs).
+    Writes run.out_dir/val_results.json (the scored detections, rank 0) and, when ctx has a
+    TensorBoard writer (rank 0 of a training run), the first `eval.previews` images as
+    `{ctx.tag}/preview` at step ctx.epoch (skeletons, heatmaps, PAFs).
     Returns {"AP", "AP50", ..., "AR_large", "people": detections kept, "images": images scored}.
     """
-    codec, previews = task.codec, task.config["eval"]["previews"]
+    codec = task.codec
+    previews = preview_count(task.config, info, ctx)
     results: list[dict] = []
     shown: list[np.ndarray] = []
     model.eval()
@@ -51,7 +53,7 @@ def evaluate_pose2d(
             people = codec.decode_batch(maps, transforms)
             for image_id, (keypoints, scores) in zip(batch["image_id"], people):
                 results.extend(people_to_results(image_id, keypoints, scores))
-            if info.is_main and len(shown) < previews:
+            if len(shown) < previews:
                 count = previews - len(shown)
                 inputs = codec.decode_batch({k: v[:count] for k, v in maps.items()})
                 shown.extend(
@@ -67,28 +69,9 @@ def evaluate_pose2d(
         image_ids=val.image_ids,
         verbose=info.is_main,
     )
-    if shown:
-        write_previews(out_dir, f"{tag}/preview", shown, step)
+    if shown and ctx is not None:
+        add_previews(ctx.writer, f"{ctx.tag}/preview", shown, ctx.epoch)
     return {**metrics, "people": float(len(results)), "images": float(len(val.image_ids))}
-
-
-_WRITERS: dict[str, Any] = {}
-
-
-def write_previews(out_dir: Path, tag: str, images: list[np.ndarray], step: int) -> None:
-    """(H, W, 3) uint8 RGB panels -> TensorBoard images under out_dir/tb (rank 0 only).
-
-    The engine's RunLog is not handed to tasks, so evaluation keeps its own writer on the same
-    folder (TensorBoard merges the event files of one folder)."""
-    from torch.utils.tensorboard import SummaryWriter  # import cost only when used
-
-    key = str(out_dir / "tb")
-    if key not in _WRITERS:
-        _WRITERS[key] = SummaryWriter(key, filename_suffix=".pose2d_previews")
-    writer = _WRITERS[key]
-    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
-    writer.add_images(tag, batch, step)
-    writer.flush()
 
 
 def load_pose_backbone(model: nn.Module, source: str) -> None:

@@ -9,6 +9,9 @@ import torch
 
 from selecsls.tools.demo_draw import draw_person
 
+from ..distributed import DistInfo
+from .base import EvalContext
+
 HEATMAP_CHANNELS = 18  # channel 18 is the background
 
 
@@ -65,3 +68,19 @@ def draw_training_inputs(images: torch.Tensor, keypoints: list[torch.Tensor]) ->
         for image, people in zip(images, keypoints)
     ]
     return torch.from_numpy(np.stack(drawn)).permute(0, 3, 1, 2).float() / 255
+
+
+def preview_count(config: dict, info: DistInfo, ctx: EvalContext | None) -> int:
+    """How many val images to draw in this evaluation: config eval.previews (absent: 0) on
+    rank 0 when the engine handed a TensorBoard writer, else 0 (no pictures drawn for nothing)."""
+    if ctx is None or ctx.writer is None or not info.is_main:
+        return 0
+    return max(int(config["eval"].get("previews", 0)), 0)
+
+
+def add_previews(writer, tag: str, panels: list[np.ndarray], step: int) -> None:
+    """(H, W, 3) uint8 RGB panels, all one size -> TensorBoard images `tag` at `step`."""
+    if writer is None or not panels:
+        return
+    batch = torch.from_numpy(np.stack(panels)).permute(0, 3, 1, 2).float() / 255
+    writer.add_images(tag, batch, step)

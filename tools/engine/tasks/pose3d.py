@@ -33,8 +33,10 @@ from selecsls.heads.loss2d import pose2d_losses
 
 from ..config import Field, Schema, merge_schemas
 from ..distributed import DistInfo
+from .base import EvalContext
 from .pose2d import SCHEMA as POSE2D_SCHEMA
 from .pose2d import Pose2DTask
+from .pose2d_preview import add_previews, preview_count
 from .pose3d_data import (
     TARGET_KEYS,
     collate_stage1,
@@ -49,6 +51,7 @@ from .pose3d_eval import (
     make_codecs,
     normalise_images,
 )
+from .pose3d_preview import Pose3DPreviews
 
 BEST_CHOICES = ("pck", "pck_all", "auc", "auc_all", "AP")
 
@@ -83,9 +86,8 @@ _EXTRA: Schema = {
 
 
 def pose3d_schema() -> Schema:
-    schema = merge_schemas(copy.deepcopy(POSE2D_SCHEMA), _EXTRA)
-    del schema["eval"]["previews"]  # no 3D pictures yet: no key that does nothing
-    return schema
+    """pose2d's sections plus the 3D keys; eval.previews draws the 3D poses too (pose3d_preview)."""
+    return merge_schemas(copy.deepcopy(POSE2D_SCHEMA), _EXTRA)
 
 
 class Pose3DTask(Pose2DTask):
@@ -163,9 +165,11 @@ class Pose3DTask(Pose2DTask):
         info: DistInfo,
         amp_dtype: torch.dtype | None,
         channels_last: bool,
-        progress: bool = False,
+        ctx: EvalContext | None = None,
     ) -> dict[str, float]:
-        return evaluate_people3d(
+        count = preview_count(self.config, info, ctx)
+        previews = Pose3DPreviews(count) if count else None
+        metrics = evaluate_people3d(
             model,
             loader,
             lambda batch: self.to_device(batch, info.device, False, channels_last),
@@ -176,7 +180,11 @@ class Pose3DTask(Pose2DTask):
             coco=self.coco,
             result_path=Path(self.config["run"]["out_dir"]) / RESULT_FILE,
             match_distance=self.config["eval"]["match_distance"],
+            previews=previews,
         )
+        if previews is not None and ctx is not None:
+            add_previews(ctx.writer, f"{ctx.tag}/preview", previews.panels, ctx.epoch)
+        return metrics
 
     def lifting_net(self, model: nn.Module) -> Any:
         """Stage II applied in evaluation (none in Stage I training)."""

@@ -39,6 +39,7 @@ from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results
 
 from ..distributed import DistInfo, ShardedSampler, gather_objects, init_distributed
 from .pose3d_data import readout_points
+from .pose3d_preview import Pose3DPreviews
 
 RESULT_FILE = "val_results.json"
 
@@ -63,11 +64,13 @@ def evaluate_people3d(
     coco: Any = None,
     result_path: Path | None = None,
     match_distance: float = 0.5,
+    previews: Pose3DPreviews | None = None,
 ) -> dict[str, float]:
     """Metrics over every image of `loader` (this rank's shard), reduced over ranks.
 
     prepare(batch) -> batch with "images" on the device; coco: the val set's COCO object (2D AP)
-    or None; image ids scored for AP are the loader's. Returns the 3D keys of
+    or None; image ids scored for AP are the loader's; previews: collects pictures of the first
+    images (2D skeletons + the predicted 3D poses: lifted with Stage II). Returns the 3D keys of
     Pose3DEvaluator.summary, the same with prefix "gt2d_" for the location maps read at the
     ground-truth 2D joints (the 3D branch alone, whatever the 2D detector finds), "readout_*" with
     lifting, and with coco "AP", "AP50", ...
@@ -89,7 +92,9 @@ def evaluate_people3d(
             for n, image_id in enumerate(batch["image_id"]):
                 keypoints, scores = codec2d.decode(maps["heatmaps"][n], maps["pafs"][n])
                 image_maps = {k: v[n] for k, v in maps.items()}
-                add_image(evaluators, image_maps, keypoints, batch, n, codec3d, lifting)
+                poses = add_image(evaluators, image_maps, keypoints, batch, n, codec3d, lifting)
+                if previews is not None:
+                    previews.add(batch["image"][n], keypoints, poses)
                 image_ids.append(int(image_id))
                 if coco is not None:
                     found = keypoints[..., 2] > 0
@@ -118,8 +123,9 @@ def add_image(
     n: int,
     codec3d: Pose3DCodec,
     lifting: LiftingNet | None,
-) -> None:
-    """Image n's detected people (keypoints (P, 17, 3), input pixels) into the evaluators."""
+) -> np.ndarray:
+    """Image n's detected people (keypoints (P, 17, 3), input pixels) into the evaluators;
+    returns their predicted poses (P, 21, 3), root-relative mm (lifted with Stage II)."""
     points2d = coco17_to_joints21_2d(keypoints)
     poses = {"": codec3d.decode(maps["locmaps"], points2d)[0]}
     if lifting is not None:
@@ -135,6 +141,7 @@ def add_image(
         for prefix, evaluator in evaluators.items():
             found2d = gt2d if prefix == "gt2d_" else points2d
             evaluator.add_image(poses[prefix], found2d, gt3d, gt2d)
+    return poses[""]
 
 
 def merge_evaluators(parts: list[Pose3DEvaluator]) -> Pose3DEvaluator:
