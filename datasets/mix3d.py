@@ -82,8 +82,10 @@ def synthetic_people_3d(folder: str | Path, **kwargs: Any) -> Multi3DDataset:
 class Multi3DPeople(Dataset):
     """The fully 3D-labelled people of a MuCo-format (or synthetic) json, without images: Stage II
     training on ground truth. Item: {"joints3d" (21, 3) camera mm, "points2d" (21, 3) original
-    pixels (x, y, v), "camera_f" (2,), "camera_c" (2,)}; `repeats` lists every person that many
-    times per epoch (each copy gets fresh noise in the tools)."""
+    pixels (x, y, v), "keypoints" (17, 3) COCO (x, y, v; all 0 when the json has none), "camera_f"
+    (2,), "camera_c" (2,)}; `repeats` lists every person that many times per epoch (each copy
+    gets fresh noise in the tools). The COCO keypoints let Stage II train on the same 2D points
+    (nose as the head) that the 2D decoder gives it at inference."""
 
     def __init__(self, annotation_file: str | Path, repeats: int = 1) -> None:
         data = read_3d_json(annotation_file)
@@ -94,8 +96,9 @@ class Multi3DPeople(Dataset):
                 continue
             f, c = cameras[ann["image_id"]]
             joints3d, points2d = person_arrays(ann, f, c)
+            keypoints = np.asarray(ann.get("keypoints") or [0.0] * 51, np.float64).reshape(17, 3)
             if np.isfinite(joints3d).all():
-                people.append((joints3d, points2d, f, c))
+                people.append((joints3d, points2d, keypoints, f, c))
         self.people = people
         self.repeats = max(int(repeats), 1)
 
@@ -103,8 +106,14 @@ class Multi3DPeople(Dataset):
         return len(self.people) * self.repeats
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        joints3d, points2d, f, c = self.people[index % len(self.people)]
-        values = {"joints3d": joints3d, "points2d": points2d, "camera_f": f, "camera_c": c}
+        joints3d, points2d, keypoints, f, c = self.people[index % len(self.people)]
+        values = {
+            "joints3d": joints3d,
+            "points2d": points2d,
+            "keypoints": keypoints,
+            "camera_f": f,
+            "camera_c": c,
+        }
         return {k: torch.from_numpy(np.asarray(v, np.float32)) for k, v in values.items()}
 
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 
 from .codec3d import READOUT_SOURCES, Pose3DCodec, root_relative
+from .lifting_points import stage2_points
+from .prune import FilledHead
 from .skeletons import JOINTS21_NAMES, JOINTS21_PARENTS, NECK, STAGE2_JOINTS
 
 NUM_JOINTS = len(JOINTS21_NAMES)
@@ -86,15 +88,16 @@ class LiftingHead(nn.Module):
 
 
 def find_lifting(model: nn.Module) -> LiftingNet | None:
-    """The LiftingNet of a Model with a "lifting" head (DDP / compile wrappers, and the
-    `prune.FilledHead` a pruned model wraps it in, looked through), or None."""
+    """The LiftingNet of a Model with a "lifting" head (DDP / torch.compile wrappers looked
+    through), or None. Pruning leaves the head as it is (`prune.HEAD_PRUNERS`); only files
+    pruned before that still wrap it in a `prune.FilledHead`."""
     model = getattr(model, "_orig_mod", model)
     model = getattr(model, "module", model)
     heads = getattr(model, "heads", {})
     if "lifting" not in heads:
         return None
     head = heads["lifting"]
-    return getattr(head, "head", head).net
+    return (head.head if isinstance(head, FilledHead) else head).net
 
 
 def lifting_targets(joints3d: np.ndarray) -> dict[str, np.ndarray]:
@@ -152,6 +155,7 @@ def inputs_from_ground_truth(
     joints3d: np.ndarray,
     points2d: np.ndarray,
     rng: np.random.Generator,
+    keypoints: np.ndarray | None = None,
     noise2d: float = 0.02,
     noise_near: float = 0.05,
     noise_far: float = 0.25,
@@ -159,13 +163,18 @@ def inputs_from_ground_truth(
 ) -> np.ndarray:
     """Stage II inputs simulated from ground truth, for training without Stage I.
 
-    joints3d (P, 21, 3) mm; points2d (P, 21, 3) 2D (v > 0 = labelled). The read-out at joint k
+    joints3d (P, 21, 3) mm; points2d (P, 21, 3) projected 2D (v > 0 = labelled); keypoints
+    (P, 17, 3) the people's COCO keypoints in the same pixels, if known: the 2D points are then
+    made from them as at inference (head = nose, neck = mid-shoulders;
+    `lifting_points.stage2_points`), the projected joints only stand in for unlabelled
+    keypoints. Without keypoints the head row is the head centre, ~10 cm from the nose that
+    inference feeds: pass them whenever the data has them. The read-out at joint k
     holds each joint j's root-relative position (metres) plus noise: noise_near (m, sd) where
     Stage I supervises j's channels at k (k is j or a kinematic neighbour), noise_far elsewhere
     (Stage I's values there are unsupervised). 2D points get noise of noise2d x the person's 2D
     size; each joint is dropped (undetected) with probability `drop`; scores are U(0.3, 1).
     """
-    points = np.asarray(points2d, np.float64).reshape(-1, NUM_JOINTS, 3).copy()
+    points = stage2_points(points2d, keypoints)
     people = len(points)
     rel = root_relative(joints3d).reshape(people, 1, NUM_JOINTS, 3) / 1000.0
     near = np.zeros((len(STAGE2_JOINTS), NUM_JOINTS), bool)  # near[k, j]: j supervised at k

@@ -72,10 +72,22 @@ def prune_xnect3d_head(head: nn.Module, features: dict[str, ChannelState], rule:
     _absorb_first_layers(head, [head.trunk[0], head.trunk3d[0]], features)
 
 
+def keep_feature_free_head(
+    head: nn.Module, features: dict[str, ChannelState], rule: KeepRule
+) -> None:
+    """A head that reads no backbone feature map (XNect Stage II, "lifting": its LiftingNet runs
+    on decoded people, and its forward(features) returns {}): pruning the backbone cannot change
+    it, so it stays as it is. Without this entry it would be wrapped in a FilledHead, which
+    rebuilds every full-width feature map on each forward only to discard them, and hides the
+    head's LiftingNet behind `.head`. Its Linear + BatchNorm1d layers are not folded (fusion
+    folds conv-BN pairs only), so the head keeps its class, keys and weights."""
+
+
 HEAD_PRUNERS: dict[str, Callable[[nn.Module, dict[str, ChannelState], KeepRule], None]] = {
     "classification": prune_classification_head,
     "xnect2d": prune_xnect2d_head,
     "xnect3d": prune_xnect3d_head,
+    "lifting": keep_feature_free_head,
 }
 
 

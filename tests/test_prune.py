@@ -205,6 +205,37 @@ def test_pose_heads_absorb_constants(head: str, tmp_path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_lifting_head_is_left_alone(tmp_path) -> None:
+    """Stage I + II: the lifting head reads no feature map, so pruning keeps it a plain
+    LiftingHead with the same weights, and Stage II's predictions do not change."""
+    if "lifting" not in HEADS:
+        pytest.skip("no lifting head")
+    from selecsls.heads.lifting import LiftingHead, find_lifting
+
+    config = {"backbone": "selecsls42", "heads": {"xnect3d": {}, "lifting": {}}}
+    source = sparsify(build_model(config), seed=8)
+    with torch.no_grad():  # trained-looking BN statistics, so eval mode is not the identity
+        for module in source.heads["lifting"].modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    pruned = prune_model(source)
+    head = pruned.heads["lifting"]
+    assert type(head) is LiftingHead and not pruned.config["pruned"]["filled_heads"]
+    before, after = source.heads["lifting"].state_dict(), head.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    people = torch.randn(5, 14, 66, generator=torch.Generator().manual_seed(2))
+    expected = find_lifting(source).eval()(people)
+    loaded = load_model(save_model(pruned, tmp_path / "stage12.pth"))
+    assert type(loaded.heads["lifting"]) is LiftingHead
+    for model in (pruned, loaded):
+        lifted = find_lifting(model).eval()(people)
+        assert all(torch.equal(lifted[k], expected[k]) for k in expected)
+    legacy = copy.deepcopy(pruned)  # files pruned before the lifting pruner wrap the head
+    legacy.heads["lifting"] = FilledHead(legacy.heads["lifting"], {})
+    assert find_lifting(legacy) is legacy.heads["lifting"].head.net
+
+
 def test_count_macs() -> None:
     conv = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Flatten(), nn.Linear(512, 10))
     assert count_macs(conv, (16, 16)) == 8 * 8 * 8 * 27 + 512 * 10

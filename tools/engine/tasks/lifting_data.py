@@ -13,6 +13,7 @@ from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.heads.codec3d import Pose3DCodec
 from selecsls.heads.geometry3d import project
 from selecsls.heads.lifting import inputs_from_ground_truth, lift_people, lifting_targets
+from selecsls.heads.lifting_points import nose_in_3d, turned_keypoints
 from selecsls.heads.metrics3d import Pose3DEvaluator
 from selecsls.heads.pose3d import stage2_training_pairs
 from selecsls.heads.skeletons import JOINTS21_ROOT, coco17_to_joints21_2d
@@ -25,13 +26,19 @@ NOISE_KEYS = ("noise2d", "noise_near", "noise_far", "drop")
 def ground_truth_batch(people: dict[str, torch.Tensor], data: dict[str, Any]) -> dict:
     """Stacked people (`datasets.mix3d.Multi3DPeople`) -> {"inputs": (B, 14, 66) and
     `lifting_targets`' tensors}: each person turned by a random yaw (data.yaw), then Stage I
-    outputs simulated with noise (data.noise2d, noise_near, noise_far, drop)."""
+    outputs simulated with noise (data.noise2d, noise_near, noise_far, drop). With the people's
+    COCO "keypoints" (B, 17, 3) the 2D points are made as at inference (head = nose; see
+    `heads.lifting_points`); without them the head point is the head centre."""
     rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
     joints = people["joints3d"].numpy().astype(np.float64)
     points = people["points2d"].numpy().astype(np.float64)
+    keypoints = people.get("keypoints")
+    if keypoints is not None:
+        keypoints = keypoints.numpy().astype(np.float64)
     f, c = people["camera_f"].numpy(), people["camera_c"].numpy()
-    joints, points = random_yaw(joints, points, f, c, data["yaw"], rng)
-    inputs = inputs_from_ground_truth(joints, points, rng, **{k: data[k] for k in NOISE_KEYS})
+    joints, points, keypoints = random_yaw(joints, points, f, c, data["yaw"], rng, keypoints)
+    noise = {k: data[k] for k in NOISE_KEYS}
+    inputs = inputs_from_ground_truth(joints, points, rng, keypoints, **noise)
     out = {k: torch.from_numpy(v) for k, v in lifting_targets(joints).items()}
     return {"inputs": torch.from_numpy(inputs), **out}
 
@@ -43,25 +50,38 @@ def random_yaw(
     c: np.ndarray,
     degrees: float,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
+    keypoints: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Turn each (B, 21, 3) camera-mm pose about the vertical through its pelvis by up to
     +-degrees and re-project its (B, 21, 3) 2D points with its camera f, c (B, 2): a new view of
-    the same pose, consistent in 2D and 3D."""
+    the same pose, consistent in 2D and 3D. COCO keypoints (B, 17, 3), if given, are turned too
+    (the nose placed in 3D by `lifting_points.nose_in_3d`, turned with the head); returns
+    (joints, points, keypoints)."""
     if degrees <= 0:
-        return joints, points
+        return joints, points, keypoints
     angle = np.radians(rng.uniform(-degrees, degrees, len(joints)))
     cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
     root = joints[:, JOINTS21_ROOT : JOINTS21_ROOT + 1]
-    rel = joints - root
+    # the nose travels as a 22nd point (NaN where unlabelled)
+    nose = np.full((len(joints), 1, 3), np.nan)
+    if keypoints is not None:
+        nose[:, 0] = nose_in_3d(joints, keypoints, f, c)
+    rel = np.concatenate([joints, nose], axis=1) - root
     turned = rel.copy()
     turned[..., 0] = cos * rel[..., 0] + sin * rel[..., 2]
     turned[..., 2] = -sin * rel[..., 0] + cos * rel[..., 2]
-    joints = turned + root
+    turned += root
+    joints, nose = turned[:, :-1], turned[:, -1]
     points = points.copy()
+    nose2d = np.full((len(joints), 2), np.nan)
     for b in range(len(joints)):
         points[b, :, :2] = project(joints[b], f[b], c[b])
+        if nose[b, 2] > 0:
+            nose2d[b] = project(nose[b], f[b], c[b])
     points[..., 2] = (points[..., 2] > 0) & (joints[..., 2] > 0)
-    return joints, points
+    if keypoints is not None:
+        keypoints = turned_keypoints(keypoints, points, nose2d)
+    return joints, points, keypoints
 
 
 def stage1_batch(
@@ -97,7 +117,8 @@ def stage1_batch(
 def evaluate_lifting(net: nn.Module, loader: Any, data: dict, seed: int) -> dict[str, float]:
     """lift_* metrics: Stage II alone on the val people (image batches of Multi3DDataset), inputs
     from their ground truth with noise drawn from (seed, image id), so every evaluation sees the
-    same inputs; every person counts as matched."""
+    same inputs; 2D points from the people's COCO keypoints as at inference (head = nose); every
+    person counts as matched."""
     noise = {k: data[k] for k in NOISE_KEYS}
     evaluator = Pose3DEvaluator()
     for batch in loader:
@@ -107,9 +128,9 @@ def evaluate_lifting(net: nn.Module, loader: Any, data: dict, seed: int) -> dict
             keep = batch["has_3d"][n].numpy().astype(bool) & np.isfinite(joints).all((1, 2))
             if not keep.any():
                 continue
+            keypoints = batch["keypoints"][n].numpy()[keep]
             rng = np.random.default_rng([seed, int(image_id)])
-            poses = lift_people(
-                net, inputs_from_ground_truth(joints[keep], points[keep], rng, **noise)
-            )
+            inputs = inputs_from_ground_truth(joints[keep], points[keep], rng, keypoints, **noise)
+            poses = lift_people(net, inputs)
             evaluator.add_image(poses, points[keep], joints[keep], points[keep])
     return {f"lift_{k}": v for k, v in summary(evaluator).items()}
