@@ -253,3 +253,19 @@ def test_network_error_in_the_pipeline_thread_reaches_the_caller(clip, tmp_path)
     options = demo.Options(json_path=str(tmp_path / "people.json"))
     with pytest.raises(RuntimeError, match="on purpose"):
         demo.run(estimator, open_source(str(path)), Tracker(), options)
+
+
+def test_pipeline_choice():
+    class Runner:
+        def __init__(self, device: str, description: str = "pytorch") -> None:
+            self.device, self.description = torch.device(device), description
+
+    gpu = PoseEstimator(Runner("cuda"), INPUT)
+    cpu = PoseEstimator(Runner("cpu"), INPUT)
+    onnx_gpu = PoseEstimator(Runner("cpu", "onnxruntime CUDAExecutionProvider"), INPUT)
+    assert demo.use_pipeline("auto", gpu) and demo.use_pipeline("auto", onnx_gpu)
+    assert not demo.use_pipeline("off", gpu) and demo.use_pipeline("on", cpu)
+    for cores, expected in ((2, False), (4, True), (None, False)):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(demo.os, "cpu_count", lambda cores=cores: cores)
+            assert demo.use_pipeline("auto", cpu) is expected

@@ -229,10 +229,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--beta", type=float, default=0.02, help="One-Euro speed coefficient")
     p.add_argument("--threads", type=int, help="CPU threads for the network")
     p.add_argument(
-        "--no-pipeline",
-        action="store_true",
-        help="run the network and the decode/draw of each frame one after the other (default: "
-        "the network works on the next frame in a thread meanwhile)",
+        "--pipeline",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="on: the network works on the next frame in a thread while the last one is "
+        "decoded and drawn; off: one after the other; auto (default): on with a GPU or 4+ CPUs",
     )
     p.add_argument(
         "--lifting",
@@ -253,6 +254,20 @@ def busy_machine_hint() -> None:
             "--threads 1 is likely much faster",
             file=sys.stderr,
         )
+
+
+def use_pipeline(choice: str, estimator: PoseEstimator) -> bool:
+    """Whether the network runs in its own thread. "auto": with a GPU (the host work then
+    overlaps the GPU's) or 4+ logical CPUs. On 2 vCPUs that share a physical core the host work
+    beside it slows the CPU network: measured on this project's 2-vCPU machine, 0.8-0.9x when
+    it was otherwise idle, 1.1-1.2x when it was loaded (docs/demo.md)."""
+    if choice not in ("auto", "on", "off"):
+        raise ValueError(f"unknown --pipeline {choice!r}; valid: auto, on, off")
+    if choice != "auto":
+        return choice == "on"
+    device = getattr(estimator.runner, "device", None)
+    on_gpu = getattr(device, "type", "cpu") == "cuda" or "CUDA" in estimator.runner.description
+    return on_gpu or (os.cpu_count() or 1) >= 4
 
 
 def build_estimator(args: argparse.Namespace) -> PoseEstimator:
@@ -286,11 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         raise
     tracker = Tracker(smoothing=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta)
     options = Options(args.output, args.json_path, show, args.max_frames)
-    options.pipeline = not args.no_pipeline
+    options.pipeline = use_pipeline(args.pipeline, estimator)
     size = "x".join(map(str, estimator.input_size))
     print(
         f"{source.name} -> {estimator.runner.description}, input {size}, "
-        f"3D: {estimator.pose3d_description}"
+        f"3D: {estimator.pose3d_description}, network thread: {'on' if options.pipeline else 'off'}"
     )
     summary = run(estimator, source, tracker, options)
     stages = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["ms"].items())
