@@ -200,7 +200,8 @@ dist.all_gather(gathered, flat)
 if dist.get_rank() == 0:
     same = all(torch.equal(gathered[0], g) for g in gathered)
     json.dump({"same": same, "world": dist.get_world_size(), "images": metrics["images"],
-               "steps": trainer.steps_per_epoch}, open(sys.argv[2], "w"))
+               "steps": trainer.steps_per_epoch, "finite": bool(torch.isfinite(flat).all())},
+              open(sys.argv[2], "w"))
 dist.destroy_process_group()
 """
 
@@ -230,7 +231,7 @@ def test_torchrun_two_processes_share_weights_and_count_each_val_image_once(tmp_
         ]
     )
     out = json.loads(result.read_text())
-    assert out == {"same": True, "world": 2, "images": 7, "steps": 2}
+    assert out == {"same": True, "world": 2, "images": 7, "steps": 2, "finite": True}
     ckpt = tmp_path / "dist" / "last.pt"
     assert ckpt.is_file()
 
@@ -263,6 +264,29 @@ def test_torchrun_two_processes_share_weights_and_count_each_val_image_once(tmp_
         [str(ckpt), "--data", str(root / "val"), "--workers", "0", "--dump-logits", str(single)]
     )
     np.testing.assert_allclose(np.load(single), rows, rtol=1e-4, atol=1e-4)
+
+
+def test_torchrun_rank_with_only_unreadable_images_keeps_step(tmp_path):
+    """Under DDP a rank whose whole batch is unreadable must still take part in the step (every
+    rank's backward meets in the gradient all-reduce); its batch must not poison the others.
+    Half the training files are unreadable and batches hold one image, so both a rank's first
+    batch and a later one can be empty."""
+    root = make_folder(tmp_path / "data", classes=2, train=4, val=2)
+    for path in (root / "train" / "c1").glob("*.jpg"):
+        path.write_bytes(b"not an image")
+    cfg = tmp_path / "dist.yaml"
+    cfg.write_text(TINY.format(root=root, out=tmp_path / "dist", optim="sgd", workers=0))
+    worker, result = tmp_path / "worker.py", tmp_path / "result.json"
+    worker.write_text(DIST_WORKER)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    overrides = ["schedule.epochs=2", "data.batch_size=1", "data.image_size=256"]
+    overrides.append("run.deterministic=false")  # 256 px: the head's last BN sees 2x2 values
+    run_torchrun([*torchrun, "--standalone", str(worker), str(cfg), str(result), *overrides])
+    out = json.loads(result.read_text())
+    assert out["same"] and out["finite"] and out["steps"] == 4
+    with open(tmp_path / "dist" / "summary.csv") as f:
+        losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
+    assert len(losses) == 2 and np.isfinite(losses).all(), losses  # empty batches left out
 
 
 def run_torchrun(cmd: list[str]) -> None:

@@ -178,15 +178,15 @@ class Trainer:
         self.train_sampler.set_epoch(epoch)
         self.train_model.train()
         sums: dict[str, torch.Tensor] = {}
-        images, start = 0, time.perf_counter()
+        images, used, start = 0, 0, time.perf_counter()  # used: batches whose losses count
         bar = self.log.bar(self.steps_per_epoch, f"epoch {epoch + 1}")
         for i, batch in enumerate(self.train_loader):
             if i >= self.batches_per_epoch:
                 break
             if i == 0 and epoch == self.start_epoch:
                 self._preview_inputs(batch, epoch)
-            batch = task.to_device(batch, self.info.device, True, self.channels_last)
-            if task.batch_size(batch) == 0 and not self.info.enabled:
+            batch, weight = self._usable_batch(batch)
+            if batch is None:
                 continue  # every file of the batch was unreadable (already warned about)
             last = (i + 1) % accum == 0
             sync = nullcontext() if last or not self.info.enabled else self.train_model.no_sync()
@@ -197,22 +197,55 @@ class Trainer:
                     enabled=self.amp_dtype is not None,
                 ):
                     losses = task.losses(self.train_model, batch)
-                self.scaler.scale(losses["loss"] / accum).backward()
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + value.detach().float()
-            images += task.batch_size(batch)
+                self.scaler.scale(losses["loss"] * weight / accum).backward()
+            if weight:
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + value.detach().float()
+                images += task.batch_size(batch)
+                used += 1
             if last:
                 self._step(clip)
                 bar.update(1)
                 step = epoch * self.steps_per_epoch + (i + 1) // accum
                 if step % self.config["run"]["log_every"] == 0:
-                    self._log_step(bar, sums, i + 1, images, start, step)
+                    self._log_step(bar, sums, max(used, 1), images, start, step)
         bar.close()
-        n = self.batches_per_epoch
-        stats = {f"train_{k}": float(v) / n for k, v in sums.items()}
+        stats = {f"train_{k}": float(v) / max(used, 1) for k, v in sums.items()}
         stats["lr"] = self.optimizer.param_groups[0]["lr"]
         stats["train_img_per_s"] = images * self.info.world_size / (time.perf_counter() - start)
         return stats
+
+    def _usable_batch(self, host_batch: Any) -> tuple[Any, float]:
+        """(device batch, loss weight) to train on, or (None, 0) to skip it.
+
+        A batch whose files were all unreadable is empty. One process skips it. Under DDP every
+        rank must still run a backward (they meet in the gradient all-reduce), and an empty
+        batch's loss is NaN (a mean over nothing) and spoils the logged losses, so the rank
+        repeats its previous batch (kept on the host; the first readable file if there is none)
+        with loss weight 0: zero gradients from it, its losses left out of the averages.
+        """
+        batch = self.task.to_device(host_batch, self.info.device, True, self.channels_last)
+        if self.task.batch_size(batch) > 0:
+            self._last_host_batch = host_batch if self.info.enabled else None
+            return batch, 1.0
+        if not self.info.enabled:
+            return None, 0.0
+        if getattr(self, "_last_host_batch", None) is None:  # the rank's first batch
+            self._last_host_batch = self._first_readable_item()
+        previous = self.task.to_device(
+            self._last_host_batch, self.info.device, True, self.channels_last
+        )
+        return previous, 0.0
+
+    def _first_readable_item(self) -> Any:
+        """A one-item batch of the first training file that reads (datasets give None for an
+        unreadable file); a clear error when none does."""
+        dataset, collate = self.train_loader.dataset, self.train_loader.collate_fn
+        for index in range(len(dataset)):
+            item = dataset[index]
+            if item is not None:
+                return collate([item])
+        raise RuntimeError("no training file could be read (see the warnings above)")
 
     def _preview_inputs(self, batch: Any, epoch: int) -> None:
         """The first run.preview_images training inputs (0: none) into TensorBoard (rank 0)."""
