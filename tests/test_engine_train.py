@@ -267,11 +267,11 @@ def test_torchrun_two_processes_share_weights_and_count_each_val_image_once(tmp_
 
 
 def test_torchrun_rank_with_only_unreadable_images_keeps_step(tmp_path):
-    """Under DDP a rank whose whole batch is unreadable must still take part in the step (every
-    rank's backward meets in the gradient all-reduce); its batch must not poison the others.
-    Half the training files are unreadable and batches hold one image, so both a rank's first
-    batch and a later one can be empty."""
-    root = make_folder(tmp_path / "data", classes=2, train=4, val=2)
+    """Under DDP a rank whose batch is (nearly) all unreadable files must still take part in the
+    step (every rank's backward meets in the gradient all-reduce) without spoiling the losses.
+    Half the training files are unreadable, batches hold 2 images: a batch may keep 2, 1 (too
+    few for the classifier's BatchNorm) or 0, also a rank's first batch."""
+    root = make_folder(tmp_path / "data", classes=2, train=8, val=2)
     for path in (root / "train" / "c1").glob("*.jpg"):
         path.write_bytes(b"not an image")
     cfg = tmp_path / "dist.yaml"
@@ -279,14 +279,18 @@ def test_torchrun_rank_with_only_unreadable_images_keeps_step(tmp_path):
     worker, result = tmp_path / "worker.py", tmp_path / "result.json"
     worker.write_text(DIST_WORKER)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    overrides = ["schedule.epochs=2", "data.batch_size=1", "data.image_size=256"]
-    overrides.append("run.deterministic=false")  # 256 px: the head's last BN sees 2x2 values
+    overrides = ["schedule.epochs=2", "data.batch_size=2", "run.deterministic=false"]
     run_torchrun([*torchrun, "--standalone", str(worker), str(cfg), str(result), *overrides])
     out = json.loads(result.read_text())
     assert out["same"] and out["finite"] and out["steps"] == 4
     with open(tmp_path / "dist" / "summary.csv") as f:
         losses = [float(row["train_loss"]) for row in csv.DictReader(f)]
-    assert len(losses) == 2 and np.isfinite(losses).all(), losses  # empty batches left out
+    assert len(losses) == 2 and np.isfinite(losses).all(), losses  # unusable batches left out
+
+
+def test_classifier_batch_of_one_is_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="data.batch_size: 1 is too small"):
+        experiment(tmp_path, "one", ["data.batch_size=1"])
 
 
 def run_torchrun(cmd: list[str]) -> None:

@@ -187,7 +187,7 @@ class Trainer:
                 self._preview_inputs(batch, epoch)
             batch, weight = self._usable_batch(batch)
             if batch is None:
-                continue  # every file of the batch was unreadable (already warned about)
+                continue  # the batch's files were (nearly) all unreadable, already warned about
             last = (i + 1) % accum == 0
             sync = nullcontext() if last or not self.info.enabled else self.train_model.no_sync()
             with sync:
@@ -218,34 +218,41 @@ class Trainer:
     def _usable_batch(self, host_batch: Any) -> tuple[Any, float]:
         """(device batch, loss weight) to train on, or (None, 0) to skip it.
 
-        A batch whose files were all unreadable is empty. One process skips it. Under DDP every
+        A batch whose files were all unreadable is empty (or, with some unreadable, smaller than
+        the task's min_batch_size). One process skips it. Under DDP every
         rank must still run a backward (they meet in the gradient all-reduce), and an empty
         batch's loss is NaN (a mean over nothing) and spoils the logged losses, so the rank
         repeats its previous batch (kept on the host; the first readable file if there is none)
         with loss weight 0: zero gradients from it, its losses left out of the averages.
         """
         batch = self.task.to_device(host_batch, self.info.device, True, self.channels_last)
-        if self.task.batch_size(batch) > 0:
+        if self.task.batch_size(batch) >= self.task.min_batch_size:
             self._last_host_batch = host_batch if self.info.enabled else None
             return batch, 1.0
         if not self.info.enabled:
             return None, 0.0
         if getattr(self, "_last_host_batch", None) is None:  # the rank's first batch
-            self._last_host_batch = self._first_readable_item()
+            self._last_host_batch = self._spare_batch()
         previous = self.task.to_device(
             self._last_host_batch, self.info.device, True, self.channels_last
         )
         return previous, 0.0
 
-    def _first_readable_item(self) -> Any:
-        """A one-item batch of the first training file that reads (datasets give None for an
-        unreadable file); a clear error when none does."""
+    def _spare_batch(self) -> Any:
+        """A batch of min_batch_size of the first training files that read (datasets give None
+        for an unreadable file; a single readable one is repeated); a clear error when none do."""
         dataset, collate = self.train_loader.dataset, self.train_loader.collate_fn
+        items = []
         for index in range(len(dataset)):
             item = dataset[index]
             if item is not None:
-                return collate([item])
-        raise RuntimeError("no training file could be read (see the warnings above)")
+                items.append(item)
+            if len(items) == self.task.min_batch_size:
+                break
+        if not items:
+            raise RuntimeError("no training file could be read (see the warnings above)")
+        size = self.task.min_batch_size
+        return collate((items * size)[:size])
 
     def _preview_inputs(self, batch: Any, epoch: int) -> None:
         """The first run.preview_images training inputs (0: none) into TensorBoard (rank 0)."""

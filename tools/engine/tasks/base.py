@@ -42,6 +42,10 @@ class Task:
     schema: Schema = {}
     best_metric: str = ""  # a key of evaluate()'s dict
     best_mode: str = "max"  # "max" or "min"
+    # Smallest batch a training step can use: a BatchNorm after global pooling (the classifier's
+    # head) needs 2 images for its batch statistics. Smaller batches (unreadable files dropped)
+    # are skipped by the engine.
+    min_batch_size: int = 1
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config

@@ -68,6 +68,7 @@ class ClassificationTask(Task):
     schema = SCHEMA
     best_metric = "top1"
     best_mode = "max"
+    min_batch_size = 2  # the head's BatchNorm runs on pooled (N, C, 1, 1) features
 
     def _folder(self, split: str) -> Path:
         data = self.config["data"]
@@ -91,6 +92,11 @@ class ClassificationTask(Task):
         if weights and not is_published(weights) and not Path(weights).is_file():
             raise FileNotFoundError(
                 f"model.weights: {weights} is neither a file nor a published weight name"
+            )
+        if data["batch_size"] < self.min_batch_size:
+            raise ValueError(
+                f"data.batch_size: {data['batch_size']} is too small; the classifier's head "
+                f"normalises pooled features over the batch and needs >= {self.min_batch_size}"
             )
         for key, pair in (("scale", data["scale"]), ("ratio", data["ratio"])):
             if len(pair) != 2 or pair[0] > pair[1]:
