@@ -87,41 +87,71 @@ class WallStopwatch(Stopwatch):
 
 
 def time_pipeline(
-    estimator: PoseEstimator, video: Path, truth: list, warmup: int, watch_type: type = Stopwatch
-) -> dict:
-    """Run every frame of `video` through the demo's stages; per-frame ms of each stage (frames
-    after the first `warmup`), total, fps by the stage clock and wall fps."""
-    codec, tracker = estimator.codec, Tracker()
+    estimators: dict[str, PoseEstimator],
+    video: Path,
+    truth: list,
+    warmup: int,
+    watch_type: type = Stopwatch,
+) -> dict[str, dict]:
+    """Run every frame of `video` through the demo's stages in each mode; returns {mode: per-frame
+    ms of each stage (frames after the first `warmup`), total, fps by the stage clock and by the
+    wall clock}. Each frame goes through all modes in turn (round-robin), so the drift of a shared
+    machine hits every mode alike; the frame is read once and its read time counts for each."""
     source = open_source(str(video))
     frames = iter(source)
-    watch, measured, wall_start = None, 0, 0.0
+    trackers = {name: Tracker() for name in estimators}
+    watches = {name: (watch_type(), WallStopwatch()) for name in estimators}
+    reading = (watch_type(), WallStopwatch())
     for t, frame_truth in enumerate(truth):
-        if t == warmup:
-            watch, wall_start = watch_type(), time.perf_counter()
-        clock = watch or watch_type()
+        if t == warmup:  # start counting afresh
+            watches = {name: (watch_type(), WallStopwatch()) for name in estimators}
+            reading = (watch_type(), WallStopwatch())
+        for watch in reading:
+            watch.skip()
         frame = next(frames)
-        clock.lap("read")
-        images, matrix = estimator.preprocess(frame.image)
-        clock.lap("preprocess")
-        estimator.runner(images)
-        clock.lap("network")
-        # decode the true people's maps (see the module docstring)
-        people = frame_truth.copy()
-        people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
-        maps = codec.encode(people, estimator.input_size)
-        clock.skip()  # encoding is test scaffolding, not demo work
-        keypoints, scores = codec.decode(maps["heatmaps"], maps["pafs"], matrix)
-        clock.lap("decode")
-        people = tracker.update(keypoints, scores, frame.time)
-        annotate(frame.image, people, _NoPose3D, 0.0, 0)
-        clock.lap("track+draw")
-        measured += t >= warmup
+        for watch in reading:
+            watch.lap("read")
+        for name, estimator in estimators.items():
+            laps = watches[name]
+            for watch in laps:
+                watch.skip()
+            run_stages(estimator, trackers[name], frame, frame_truth, laps)
     source.close()
-    wall = time.perf_counter() - wall_start
-    ms = {k: 1e3 * v / measured for k, v in watch.seconds.items()}
+    measured = len(truth) - warmup
+    return {name: frame_ms(laps, reading, measured) for name, laps in watches.items()}
+
+
+def run_stages(estimator, tracker, frame, frame_truth, laps) -> None:
+    """One frame through preprocess, network, decode (of the true people's maps, see the module
+    docstring), track and draw, lapping every stopwatch in `laps`."""
+    images, matrix = estimator.preprocess(frame.image)
+    for watch in laps:
+        watch.lap("preprocess")
+    estimator.runner(images)
+    for watch in laps:
+        watch.lap("network")
+    people = frame_truth.copy()
+    people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
+    maps = estimator.codec.encode(people, estimator.input_size)
+    for watch in laps:
+        watch.skip()  # encoding is test scaffolding, not demo work
+    keypoints, scores = estimator.codec.decode(maps["heatmaps"], maps["pafs"], matrix)
+    for watch in laps:
+        watch.lap("decode")
+    people = tracker.update(keypoints, scores, frame.time)
+    annotate(frame.image, people, _NoPose3D, 0.0, 0)  # draws on a copy
+    for watch in laps:
+        watch.lap("track+draw")
+
+
+def frame_ms(laps: tuple, reading: tuple, measured: int) -> dict:
+    """Per-frame ms of each stage by the first watch, its total and fps, and the wall fps."""
+    for watch, read in zip(laps, reading):
+        watch.seconds["read"] += read.seconds["read"]
+    ms = {k: 1e3 * v / measured for k, v in laps[0].seconds.items()}
     ms["total"] = sum(ms.values())
     ms["cpu_fps"] = 1e3 / ms["total"]
-    ms["wall_fps"] = measured / wall
+    ms["wall_fps"] = measured / sum(laps[1].seconds.values())
     return ms
 
 
@@ -144,36 +174,64 @@ class TruthMaps:
         return {k: maps[k][None] for k in ("heatmaps", "pafs")}
 
 
-def time_end_to_end(estimator: PoseEstimator, video: Path, truth: list, rounds: int = 2) -> dict:
-    """Wall fps of the whole demo loop (`demo.run`, headless, nothing written) with the network
-    in its own thread (pipelined, the default) and without; alternated `rounds` times so drift
-    on a shared machine hits both alike. Returns {mode: [fps per round]}."""
-    matrix = estimator.resize.matrix(*estimator.input_size)
+def time_end_to_end(
+    runs: dict[str, tuple[PoseEstimator, bool]], video: Path, truth: list, rounds: int = 2
+) -> dict:
+    """Wall fps of the whole demo loop (`demo.run`, headless, nothing written) for each named
+    (estimator, pipelined) pair, alternated `rounds` times so drift on a shared machine hits
+    all alike. Returns {name: [fps per round]}."""
     maps = []
     for people in truth:
+        some = next(iter(runs.values()))[0]
+        matrix = some.resize.matrix(*some.input_size)
         people = people.copy()
         people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
-        maps.append(estimator.codec.encode(people, estimator.input_size))
-    fps: dict[str, list[float]] = {"sequential": [], "pipelined": []}
+        maps.append(some.codec.encode(people, some.input_size))
+    fps: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
-        for mode in fps:
+        for name, (estimator, pipelined) in runs.items():
             timed = PoseEstimator(TruthMaps(estimator.runner, maps), estimator.input_size)
-            options = Options(pipeline=mode == "pipelined")
-            fps[mode].append(run(timed, open_source(str(video)), Tracker(), options)["fps"])
+            options = Options(pipeline=pipelined)
+            fps[name].append(run(timed, open_source(str(video)), Tracker(), options)["fps"])
     return fps
 
 
-def variants(model, size, onnx_path: Path | None, threads: int, device: str = "cpu") -> dict:
-    """name -> PoseEstimator, for the inference modes compared."""
+def variants(
+    model, size, onnx_path: Path | None, threads: int, device: str = "cpu", compile: bool = False
+) -> dict:
+    """name -> PoseEstimator, for the inference modes compared (compiled ones warmed up)."""
     fast = "fp16" if device.startswith("cuda") else "bf16"
     out = {
         f"pytorch {device} fp32 (BN unfused)": TorchRunner(model, device, "fp32", fuse=False),
         f"pytorch {device} fp32, BN folded, channels_last": TorchRunner(model, device, "fp32"),
         f"pytorch {device} {fast}, BN folded, channels_last": TorchRunner(model, device, fast),
     }
+    if compile:
+        runner = TorchRunner(model, device, fast, compile=True)
+        seconds = runner.warm_up(size)
+        print(f"compiled the {fast} network in {seconds:.1f} s ({runner.description})")
+        out[f"pytorch {device} {fast}, BN folded, channels_last, compiled"] = runner
     if onnx_path is not None:
         out["onnxruntime fp32 (BN folded)"] = OnnxRunner(onnx_path, threads)
     return {name: PoseEstimator(runner, size, Pose2DCodec()) for name, runner in out.items()}
+
+
+def print_end_to_end(modes: dict[str, PoseEstimator], video: Path, truth: list) -> None:
+    """The demo loop's wall fps: the eager fast mode sequential and pipelined, and the compiled
+    mode sequential when there is one; ratios against the first."""
+    names = list(modes)
+    eager = names[2]
+    runs = {"sequential": (modes[eager], False), "pipelined": (modes[eager], True)}
+    compiled = [name for name in names if name.endswith("compiled")]
+    if compiled:
+        runs["compiled, sequential"] = (modes[compiled[0]], False)
+    fps = time_end_to_end(runs, video, truth)
+    print(f"\nend to end (demo loop, wall clock, {eager}):")
+    for mode, values in fps.items():
+        print(f"  {mode}: " + ", ".join(f"{v:.1f}" for v in values) + " fps")
+    base = np.median(fps["sequential"])
+    for mode in list(fps)[1:]:
+        print(f"  {mode} / sequential: {np.median(fps[mode]) / base:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu or cuda (wall-clock stage times)")
     p.add_argument("--no-onnx", action="store_true")
+    p.add_argument("--compile", action="store_true", help="also time the torch.compile'd mode")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -210,20 +269,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.frames} frames, {people:.1f} people per frame; ms per frame "
             f"({'wall' if watch_type is WallStopwatch else 'CPU'} time)\n"
         )
+        modes = variants(model, size, onnx_path, args.threads, args.device, args.compile)
         header = "| mode | " + " | ".join(STAGES) + " | total | fps (stage clock) | fps (wall) |"
         print(header + "\n|" + "---|" * (len(STAGES) + 4))
-        modes = variants(model, size, onnx_path, args.threads, args.device)
-        for name, estimator in modes.items():
-            ms = time_pipeline(estimator, video, truth, warmup, watch_type)
+        timings = time_pipeline(modes, video, truth, warmup, watch_type)
+        for name, ms in timings.items():
             cells = " | ".join(f"{ms[k]:.1f}" for k in (*STAGES, "total"))
             print(f"| {name} | {cells} | {ms['cpu_fps']:.1f} | {ms['wall_fps']:.1f} |")
-        fastest = modes[list(modes)[2]]
-        fps = time_end_to_end(fastest, video, truth)
-        print(f"\nend to end (demo loop, wall clock, {list(modes)[2]}):")
-        for mode, values in fps.items():
-            print(f"  {mode}: " + ", ".join(f"{v:.1f}" for v in values) + " fps")
-        ratio = np.median(fps["pipelined"]) / np.median(fps["sequential"])
-        print(f"  pipelined / sequential: {ratio:.2f}x")
+        print_end_to_end(modes, video, truth)
     return 0
 
 

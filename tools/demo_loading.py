@@ -55,6 +55,7 @@ def load_torch_estimator(
     device: str = "auto",
     precision: str = "auto",
     lifting: str | None = None,
+    compile: bool = False,
 ) -> PoseEstimator:
     """A PoseEstimator for a pose checkpoint of ours (codec settings from its experiment config
     when it carries one). A Stage I model (xnect3d head) gets 3D poses from its own Stage II
@@ -84,7 +85,8 @@ def load_torch_estimator(
             f"--lifting {lifting}: {checkpoint} has no Stage I 3D branch (heads: "
             f"{', '.join(heads)}); Stage II needs its location maps (the xnect3d head)"
         )
-    return PoseEstimator(TorchRunner(model, device, precision), input_size, codec, pose3d)
+    runner = TorchRunner(model, device, precision, compile=compile)
+    return PoseEstimator(runner, input_size, codec, pose3d)
 
 
 def load_onnx_estimator(
