@@ -28,7 +28,12 @@ def test_compiled_runner_matches_eager():
     assert compiled.warm_up(SIZE) > 0
     assert compiled.compiled and compiled.description.endswith("compiled")
     images = torch.randn(1, 3, SIZE[1], SIZE[0])
-    want, got = eager(images), compiled(images)
+    want = eager(images)
+    with torch.profiler.profile() as profile:
+        got = compiled(images)
+    ops = {event.key for event in profile.key_averages()}
+    if torch.backends.mkldnn.is_available():  # frozen weights: oneDNN convs with fused ReLUs
+        assert "mkldnn::_convolution_pointwise" in ops and "aten::mkldnn_convolution" not in ops
     assert set(got) == {"heatmaps", "pafs"}
     for key in want:
         assert got[key].shape == want[key].shape == (1, want[key].shape[1], 8, 12)
@@ -94,7 +99,7 @@ def test_cli_compile(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "compiling the network for 96x64" in out and "compiled" in out
     assert "3 frames (0 unreadable skipped)" in out and people.is_file()
-    assert compiled == [{"dynamic": False, "options": {"freezing": True}}]
+    assert compiled == [{"dynamic": False}]
     onnx = ["--checkpoint", str(checkpoint), "--input", str(folder), "--headless"]
     onnx += ["--json", str(people), "--backend", "onnxruntime", "--compile"]
     assert run_cli(demo_main, onnx) == 2
