@@ -111,6 +111,27 @@ def test_compile_mode_runs_and_matches_eager():
     torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
 
 
+def test_frozen_mode_runs_and_matches_eager():
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+    ).eval()
+    ready = prepare(model, "frozen", torch.device("cpu"))
+    x = torch.randn(2, 3, 16, 16)
+    with torch.inference_mode():
+        with torch.profiler.profile() as profile:
+            got = ready.runner(x.contiguous(memory_format=torch.channels_last))
+        want = model(x)
+    assert got.dtype == torch.bfloat16  # bf16 weights, bf16 input
+    ops = {event.key for event in profile.key_averages()}
+    if torch.backends.mkldnn.is_available():  # frozen: prepacked convolutions, ReLU fused
+        assert "mkldnn::_convolution_pointwise" in ops, sorted(ops)
+    torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
+
+
 def test_generic_bn_folding_is_exact_for_resnet50():
     model = resolve_model("resnet50").build().eval()
     folded, count = fold_bn_generic(model)

@@ -23,6 +23,7 @@ from selecsls.backbones import BACKBONES, canonical_name
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.backbones.hub import is_published
 from selecsls.heads import Model, build_classifier, load_model
+from selecsls.tools.deploy import FrozenRunner
 
 # Mode name -> what it does; `deploy` and everything after it run the BN-folded, channels_last copy.
 MODES: dict[str, str] = {
@@ -31,6 +32,8 @@ MODES: dict[str, str] = {
     "bf16": "deploy + torch.autocast(bfloat16)",
     "fp16": "deploy + torch.autocast(float16) (meant for CUDA)",
     "compile": "bf16 + torch.compile (inductor; compiled during warm-up)",
+    "frozen": "deploy with bf16 weights (fp16 on CUDA) + torch.compile with inductor freezing "
+    "(prepacked oneDNN convolutions, fused ReLUs; the demo's --compile)",
 }
 
 
@@ -209,6 +212,9 @@ def prepare(model: nn.Module, mode: str, device: torch.device, folded=None) -> P
     module = module.to(device, memory_format=torch.channels_last)
     if mode == "deploy":
         return Prepared(module, True, note)
+    if mode == "frozen":
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        return Prepared(FrozenRunner(module, dtype), True, note)
     dtype = torch.float16 if mode == "fp16" else torch.bfloat16
     runner = Autocast(module, device.type, dtype)
     if mode == "compile":

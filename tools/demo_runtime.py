@@ -34,6 +34,7 @@ from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.tools.demo_pose3d import LOCMAPS, Pose3DStage, codec3d_from
+from selecsls.tools.deploy import freezing
 
 # A hook for other 3D heads: an output name -> function(outputs of ONE image {name: (C, h, w)},
 # keypoints (P, 17, 3) in original pixels, transform (2, 3) original -> input pixels) returning
@@ -109,15 +110,8 @@ class TorchRunner:
         return {k: v.float().cpu().numpy() for k, v in outputs.items()}
 
     def compile_settings(self) -> contextlib.AbstractContextManager:
-        """Inductor's freezing (weights as constants, so convolutions get prepacked weights and
-        fused ReLUs) while a compiled network runs, hence compiles. It must be set in inductor's
-        config: torch.compile(options={"freezing": True}) left the plain convolutions in place
-        (torch 2.14, checked with the profiler)."""
-        if not self.compiled:
-            return contextlib.nullcontext()
-        from torch._inductor import config
-
-        return config.patch(freezing=True)
+        """Inductor's freezing while a compiled network runs (hence compiles); see tools/deploy."""
+        return freezing() if self.compiled else contextlib.nullcontext()
 
     def warm_up(self, input_size: tuple[int, int]) -> float:
         """Run one (1, 3, H, W) zero image through the network (compiling it, if asked) and
