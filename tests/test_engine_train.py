@@ -18,7 +18,7 @@ from PIL import Image
 
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.heads import build_classifier, load_model
-from selecsls.tools.engine.checkpointing import save_checkpoint
+from selecsls.tools.engine.checkpointing import TRAIN_STATE, save_checkpoint
 from selecsls.tools.engine.experiment import load_experiment
 from selecsls.tools.engine.trainer import Trainer
 from selecsls.tools.eval import main as eval_main
@@ -139,7 +139,7 @@ def test_resume_true_continues_in_place_and_options_run(tmp_path):
 WRITER = """
 import sys, torch
 from selecsls.heads import build_classifier
-from selecsls.tools.engine.checkpointing import save_checkpoint
+from selecsls.tools.engine.checkpointing import TRAIN_STATE, save_checkpoint
 model = build_classifier("selecsls42b", 10)
 opt = torch.optim.SGD(model.parameters(), lr=0.1)
 sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
@@ -317,3 +317,28 @@ def test_epochs_without_evaluation_report_no_stale_metrics(tmp_path, capsys):
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
     assert len(lines) == 3 and "top1" not in lines[0] and "top1" in lines[1]
     assert ", ," not in lines[0]
+
+
+def test_fp16_grad_scaler_path_trains_and_resumes(tmp_path):
+    """run.amp=fp16 (meant for CUDA) through its GradScaler path, on the CPU: scaled backward,
+    unscale before clipping, accumulation, scaler state in the checkpoint and back on resume."""
+    overrides = ["run.amp=fp16", "optim.accum_steps=2", "optim.clip_grad_norm=1.0"]
+    overrides += ["data.batch_size=2"]  # 3 optimizer steps an epoch
+    task, config = experiment(tmp_path, "fp16", [*overrides, "schedule.epochs=1"], optim="adam")
+    trainer = Trainer(task, config)
+    assert trainer.scaler.is_enabled()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    checkpoint = read_checkpoint(tmp_path / "fp16" / "last.pt")
+    scale = checkpoint[TRAIN_STATE]["scaler"]["scale"]
+    assert scale > 0
+    after = checkpoint["state_dict"]
+    assert all(torch.isfinite(v.float()).all() for v in after.values())
+    assert any(
+        not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point()
+    )
+    task, config = experiment(
+        tmp_path, "fp16", [*overrides, "schedule.epochs=2", "run.resume=true"], optim="adam"
+    )
+    resumed = Trainer(task, config)
+    assert resumed.start_epoch == 1 and resumed.scaler.get_scale() == scale
