@@ -11,15 +11,26 @@ the profiler), and setting the config for good would change every later compile 
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Iterator
 
 import torch
 
 
-def freezing() -> contextlib.AbstractContextManager:
+@contextlib.contextmanager
+def freezing() -> Iterator[None]:
     """Context in which a torch.compile'd module runs (and compiles) with frozen weights."""
     from torch._inductor import config
 
-    return config.patch(freezing=True)
+    # Inductor's C++ build logs "No CUDA runtime is found" on every CPU-only machine: not news.
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with config.patch(freezing=True):
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 class FrozenRunner:
