@@ -68,10 +68,10 @@ class TorchRunner:
     """Run a Model in deploy mode. images (N, 3, H, W) float32 -> {name: float32 numpy array}.
 
     bf16 / fp16 convert the weights once (not autocast: autocast re-casts every weight on every
-    forward, ~25% of a 512x320 bf16 frame on this project's CPU, for the same numbers on a
+    forward, 8-23% of a 512x320 bf16 frame on this project's CPU, for the same numbers on a
     conv/ReLU/concat network). `compile=True` adds torch.compile (inductor, frozen weights,
-    static shapes): ~1.3-1.5x faster on the CPU here after a 10-40 s compile at the first frame
-    (`warm_up` does it up front); a compile failure (e.g. no C++ compiler) falls back to the
+    static shapes): mostly 1.2-1.5x faster on the CPU here after a 7-60 s compile at the first
+    frame (`warm_up` does it up front); a compile failure (e.g. no C++ compiler) falls back to the
     uncompiled network with a note. `fuse=False` runs the model as given (cast in place).
     """
 
