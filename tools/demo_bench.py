@@ -11,7 +11,10 @@ untrained network. On the CPU, times are CPU seconds of this process (the machin
 wall time would count other jobs' slices); with --threads 1 a frame's CPU time is the wall time it
 takes on one idle core. Wall-clock fps is printed too, for reference. With --device cuda every
 stage is timed in wall-clock seconds (the host waits for the GPU when it copies the outputs back,
-inside the network stage), and the modes are CUDA fp32 and fp16.
+inside the network stage), and the modes are CUDA fp32 and fp16. `--compile` adds the
+torch.compile'd mode (frozen weights, the demo's `--compile`). Every frame goes through all modes
+in turn, so the drift of a shared machine hits them alike; the end-to-end lines then run the
+whole demo loop per mode, alternated.
 """
 
 from __future__ import annotations
