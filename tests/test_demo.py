@@ -8,7 +8,9 @@ goes through the real command line once (plumbing: frames in = frames out, well-
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import threading
 
 import cv2
@@ -24,7 +26,7 @@ from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.tools import demo, demo_runtime
 from selecsls.tools._cli import run_cli
 from selecsls.tools.demo_runtime import PoseEstimator, TorchRunner
-from selecsls.tools.demo_sources import open_source
+from selecsls.tools.demo_sources import Frame, open_source
 from selecsls.tools.demo_tracking import Tracker
 
 SIZE = (384, 256)  # frame W x H
@@ -269,3 +271,37 @@ def test_pipeline_choice():
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(demo.os, "cpu_count", lambda cores=cores: cores)
             assert demo.use_pipeline("auto", cpu) is expected
+
+
+def openmp_threads() -> int | None:
+    """OpenMP's thread count for the calling thread (None where libgomp's symbol is not loaded)."""
+    try:
+        return int(ctypes.CDLL(None).omp_get_max_threads())
+    except (AttributeError, OSError):
+        return None
+
+
+def test_network_thread_starts_with_the_configured_threads():
+    """OpenMP keeps its thread count per thread: a new thread starts with every core until some
+    aten op happens to apply torch's setting, so a network whose first op is a convolution ran
+    on all cores whatever --threads said. The network thread sets it first."""
+    if openmp_threads() is None or (os.cpu_count() or 1) < 2:
+        pytest.skip("needs libgomp's omp_get_max_threads and 2+ cores to tell 1 from all")
+
+    class Recorder:
+        seen: list = []
+
+        def infer(self, image):
+            self.seen.append(openmp_threads())  # before any torch op in this thread
+            return image
+
+    frames = iter([Frame(t, np.zeros((2, 2, 3), np.uint8), t / 10) for t in range(3)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        inferred, stop = demo.infer_frames(frames, Recorder(), pipeline=True)
+        assert len(list(inferred)) == 3
+        stop()
+    finally:
+        torch.set_num_threads(threads)
+    assert Recorder.seen == [1, 1, 1]

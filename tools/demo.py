@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from selecsls.heads.skeletons import COCO17_NAMES
 from selecsls.tools._cli import parse_size, run_cli
@@ -123,11 +124,20 @@ def infer_frames(
     background thread one frame ahead: while the main thread decodes, tracks, draws and shows
     frame t, the network already works on frame t+1 (torch releases the GIL), so a frame costs
     max(network, the rest) instead of their sum on a machine with a second core."""
-    pairs = ((frame, estimator.infer(frame.image)) for frame in frames)
     if not pipeline:
-        return pairs, lambda: None
-    worker = ReadAhead(pairs, live=False, depth=1)
+        return ((frame, estimator.infer(frame.image)) for frame in frames), lambda: None
+    worker = ReadAhead(inferred_in_thread(frames, estimator), live=False, depth=1)
     return iter(worker), worker.stop
+
+
+def inferred_in_thread(frames: Iterator[Frame], estimator: PoseEstimator):
+    """(frame, network outputs) pairs, for a generator that runs in a new thread. OpenMP keeps its
+    thread count per thread: a new thread starts with every core until some aten op happens to
+    apply torch's setting, and a convolution run before that used all cores whatever --threads
+    said (measured here: 2 threads, twice the CPU time per wall second). Set it first."""
+    torch.set_num_threads(torch.get_num_threads())  # torch's count is global, OpenMP's is not
+    for frame in frames:
+        yield frame, estimator.infer(frame.image)
 
 
 def step(
@@ -298,8 +308,6 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     else:
         busy_machine_hint()
