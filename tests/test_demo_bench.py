@@ -9,6 +9,7 @@ from selecsls.tools import demo_bench
 
 def test_demo_bench_prints_stage_table_and_pipeline_ratio(capsys):
     argv = ["--backbone", "selecsls42b", "--size", "128x96", "--frames", "2", "--no-onnx"]
+    argv += ["--rounds", "3"]
     assert demo_bench.main(argv) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| pytorch cpu")]
@@ -17,6 +18,7 @@ def test_demo_bench_prints_stage_table_and_pipeline_ratio(capsys):
         numbers = re.findall(r"\| (\d+\.\d)", row)
         assert len(numbers) == len(demo_bench.STAGES) + 3, row
         assert float(numbers[-1]) > 0
-    assert re.search(r"sequential: \d+\.\d, \d+\.\d fps", out), out
-    assert re.search(r"pipelined: \d+\.\d, \d+\.\d fps", out), out
+    assert re.search(r"  sequential: \d+\.\d, \d+\.\d, \d+\.\d fps", out), out
+    assert re.search(r"  pipelined: \d+\.\d, \d+\.\d, \d+\.\d fps", out), out
+    assert re.search(r"medians: sequential \d+\.\d fps, pipelined \d+\.\d fps", out), out
     assert re.search(r"pipelined / sequential: \d+\.\d\dx", out), out

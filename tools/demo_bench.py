@@ -219,7 +219,9 @@ def variants(
     return {name: PoseEstimator(runner, size, Pose2DCodec()) for name, runner in out.items()}
 
 
-def print_end_to_end(modes: dict[str, PoseEstimator], video: Path, truth: list) -> None:
+def print_end_to_end(
+    modes: dict[str, PoseEstimator], video: Path, truth: list, rounds: int = 5
+) -> None:
     """The demo loop's wall fps: the eager fast mode sequential and pipelined, and the compiled
     mode sequential when there is one; ratios against the first."""
     names = list(modes)
@@ -228,11 +230,12 @@ def print_end_to_end(modes: dict[str, PoseEstimator], video: Path, truth: list) 
     compiled = [name for name in names if name.endswith("compiled")]
     if compiled:
         runs["compiled, sequential"] = (modes[compiled[0]], False)
-    fps = time_end_to_end(runs, video, truth)
+    fps = time_end_to_end(runs, video, truth, rounds)
     print(f"\nend to end (demo loop, wall clock, {eager}):")
     for mode, values in fps.items():
         print(f"  {mode}: " + ", ".join(f"{v:.1f}" for v in values) + " fps")
     base = np.median(fps["sequential"])
+    print("  medians: " + ", ".join(f"{mode} {np.median(v):.1f} fps" for mode, v in fps.items()))
     for mode in list(fps)[1:]:
         print(f"  {mode} / sequential: {np.median(fps[mode]) / base:.2f}x")
 
@@ -246,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda (wall-clock stage times)")
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd mode")
+    p.add_argument(
+        "--rounds", type=int, default=5, help="alternated end-to-end runs per mode (medians)"
+    )
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -279,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, ms in timings.items():
             cells = " | ".join(f"{ms[k]:.1f}" for k in (*STAGES, "total"))
             print(f"| {name} | {cells} | {ms['cpu_fps']:.1f} | {ms['wall_fps']:.1f} |")
-        print_end_to_end(modes, video, truth)
+        print_end_to_end(modes, video, truth, args.rounds)
     return 0
 
 
