@@ -70,7 +70,7 @@ class TorchRunner:
     bf16 / fp16 convert the weights once (not autocast: autocast re-casts every weight on every
     forward, 8-23% of a 512x320 bf16 frame on this project's CPU, for the same numbers on a
     conv/ReLU/concat network). `compile=True` adds torch.compile (inductor, frozen weights,
-    static shapes): mostly 1.2-1.5x faster on the CPU here after a 7-60 s compile at the first
+    static shapes): a 1.18-1.29x faster network on the CPU here after a 7-60 s compile at the first
     frame (`warm_up` does it up front); a compile failure (e.g. no C++ compiler) falls back to the
     uncompiled network with a note. `fuse=False` runs the model as given (cast in place).
     """
