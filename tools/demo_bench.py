@@ -178,18 +178,18 @@ class TruthMaps:
 
 
 def time_end_to_end(
-    runs: dict[str, tuple[PoseEstimator, bool]], video: Path, truth: list, rounds: int = 2
+    runs: dict[str, tuple[PoseEstimator, bool]], video: Path, truth: list, rounds: int = 5
 ) -> dict:
     """Wall fps of the whole demo loop (`demo.run`, headless, nothing written) for each named
     (estimator, pipelined) pair, alternated `rounds` times so drift on a shared machine hits
     all alike. Returns {name: [fps per round]}."""
+    first = next(iter(runs.values()))[0]  # all share the input size and codec
+    matrix = first.resize.matrix(*first.input_size)
     maps = []
     for people in truth:
-        some = next(iter(runs.values()))[0]
-        matrix = some.resize.matrix(*some.input_size)
         people = people.copy()
         people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
-        maps.append(some.codec.encode(people, some.input_size))
+        maps.append(first.codec.encode(people, first.input_size))
     fps: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, (estimator, pipelined) in runs.items():
