@@ -14,7 +14,6 @@ the Stage I read-out. Other 3D outputs can be read out through POSE3D_READOUTS.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.tools.demo_pose3d import LOCMAPS, Pose3DStage, codec3d_from
-from selecsls.tools.deploy import freezing
+from selecsls.tools.deploy import FrozenRunner
 
 # A hook for other 3D heads: an output name -> function(outputs of ONE image {name: (C, h, w)},
 # keypoints (P, 17, 3) in original pixels, transform (2, 3) original -> input pixels) returning
@@ -97,7 +96,7 @@ class TorchRunner:
         self.eager = self.model = model
         self.compiled = False
         if compile:
-            self.model = torch.compile(model, dynamic=False)
+            self.model = FrozenRunner(model, self.dtype)
             self.compiled = True
         self.description = f"pytorch {self.device.type} {self.precision} channels_last"
         if self.compiled:
@@ -105,13 +104,9 @@ class TorchRunner:
 
     def __call__(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         images = images.to(self.device, self.dtype, memory_format=torch.channels_last)
-        with torch.inference_mode(), self.compile_settings():
+        with torch.inference_mode():
             outputs = self.model(images)
         return {k: v.float().cpu().numpy() for k, v in outputs.items()}
-
-    def compile_settings(self) -> contextlib.AbstractContextManager:
-        """Inductor's freezing while a compiled network runs (hence compiles); see tools/deploy."""
-        return freezing() if self.compiled else contextlib.nullcontext()
 
     def warm_up(self, input_size: tuple[int, int]) -> float:
         """Run one (1, 3, H, W) zero image through the network (compiling it, if asked) and
