@@ -243,7 +243,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--compile",
         action="store_true",
         help="torch.compile the network (pytorch backend): the fastest CPU mode, after a "
-        "10-40 s compile at start-up; falls back to uncompiled if compiling fails",
+        "7-60 s compile at start-up; falls back to uncompiled if compiling fails",
     )
     p.add_argument(
         "--pipeline",

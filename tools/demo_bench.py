@@ -89,6 +89,21 @@ class WallStopwatch(Stopwatch):
     clock = staticmethod(time.perf_counter)
 
 
+class Laps:
+    """The stage clock (`watch_type`) and the wall clock, lapped and skipped together."""
+
+    def __init__(self, watch_type: type) -> None:
+        self.stage, self.wall = watch_type(), WallStopwatch()
+
+    def lap(self, stage: str) -> None:
+        self.stage.lap(stage)
+        self.wall.lap(stage)
+
+    def skip(self) -> None:
+        self.stage.skip()
+        self.wall.skip()
+
+
 def time_pipeline(
     estimators: dict[str, PoseEstimator],
     video: Path,
@@ -103,58 +118,49 @@ def time_pipeline(
     source = open_source(str(video))
     frames = iter(source)
     trackers = {name: Tracker() for name in estimators}
-    watches = {name: (watch_type(), WallStopwatch()) for name in estimators}
-    reading = (watch_type(), WallStopwatch())
+    watches = {name: Laps(watch_type) for name in estimators}
+    reading = Laps(watch_type)
     for t, frame_truth in enumerate(truth):
         if t == warmup:  # start counting afresh
-            watches = {name: (watch_type(), WallStopwatch()) for name in estimators}
-            reading = (watch_type(), WallStopwatch())
-        for watch in reading:
-            watch.skip()
+            watches = {name: Laps(watch_type) for name in estimators}
+            reading = Laps(watch_type)
+        reading.skip()
         frame = next(frames)
-        for watch in reading:
-            watch.lap("read")
+        reading.lap("read")
         for name, estimator in estimators.items():
-            laps = watches[name]
-            for watch in laps:
-                watch.skip()
-            run_stages(estimator, trackers[name], frame, frame_truth, laps)
+            watches[name].skip()
+            run_stages(estimator, trackers[name], frame, frame_truth, watches[name])
     source.close()
     measured = len(truth) - warmup
     return {name: frame_ms(laps, reading, measured) for name, laps in watches.items()}
 
 
-def run_stages(estimator, tracker, frame, frame_truth, laps) -> None:
+def run_stages(estimator, tracker, frame, frame_truth, laps: Laps) -> None:
     """One frame through preprocess, network, decode (of the true people's maps, see the module
-    docstring), track and draw, lapping every stopwatch in `laps`."""
+    docstring), track and draw, lapping `laps` after each."""
     images, matrix = estimator.preprocess(frame.image)
-    for watch in laps:
-        watch.lap("preprocess")
+    laps.lap("preprocess")
     estimator.runner(images)
-    for watch in laps:
-        watch.lap("network")
+    laps.lap("network")
     people = frame_truth.copy()
     people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
     maps = estimator.codec.encode(people, estimator.input_size)
-    for watch in laps:
-        watch.skip()  # encoding is test scaffolding, not demo work
+    laps.skip()  # encoding is test scaffolding, not demo work
     keypoints, scores = estimator.codec.decode(maps["heatmaps"], maps["pafs"], matrix)
-    for watch in laps:
-        watch.lap("decode")
+    laps.lap("decode")
     people = tracker.update(keypoints, scores, frame.time)
     annotate(frame.image, people, _NoPose3D, 0.0, 0)  # draws on a copy
-    for watch in laps:
-        watch.lap("track+draw")
+    laps.lap("track+draw")
 
 
-def frame_ms(laps: tuple, reading: tuple, measured: int) -> dict:
-    """Per-frame ms of each stage by the first watch, its total and fps, and the wall fps."""
-    for watch, read in zip(laps, reading):
+def frame_ms(laps: Laps, reading: Laps, measured: int) -> dict:
+    """Per-frame ms of each stage by the stage clock, its total and fps, and the wall fps."""
+    for watch, read in ((laps.stage, reading.stage), (laps.wall, reading.wall)):
         watch.seconds["read"] += read.seconds["read"]
-    ms = {k: 1e3 * v / measured for k, v in laps[0].seconds.items()}
+    ms = {k: 1e3 * v / measured for k, v in laps.stage.seconds.items()}
     ms["total"] = sum(ms.values())
     ms["cpu_fps"] = 1e3 / ms["total"]
-    ms["wall_fps"] = measured / sum(laps[1].seconds.values())
+    ms["wall_fps"] = measured / sum(laps.wall.seconds.values())
     return ms
 
 

@@ -93,17 +93,17 @@ class TorchRunner:
         )
         model = fuse_bn(model) if fuse else model.eval()  # fuse_bn returns an eval-mode copy
         model = model.to(self.device, self.dtype, memory_format=torch.channels_last).eval()
-        self.eager = self.model = model
-        self.compiled = False
-        if compile:
-            self.model = FrozenRunner(model, self.dtype)
-            self.compiled = True
+        self.eager = model
+        self.model = FrozenRunner(model, self.dtype) if compile else model
+        self.compiled = compile
         self.description = f"pytorch {self.device.type} {self.precision} channels_last"
         if self.compiled:
             self.description += " compiled"
 
     def __call__(self, images: torch.Tensor) -> dict[str, np.ndarray]:
-        images = images.to(self.device, self.dtype, memory_format=torch.channels_last)
+        images = images.to(
+            self.device, self.dtype, non_blocking=True, memory_format=torch.channels_last
+        )
         with torch.inference_mode():
             outputs = self.model(images)
         return {k: v.float().cpu().numpy() for k, v in outputs.items()}
