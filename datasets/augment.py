@@ -16,10 +16,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-import albumentations as A
-import cv2
-import numpy as np
-import torch
+# albumentations asks pypi.org for its latest version on import (up to 2 s when offline, and a
+# network call from every training, evaluation and test process) unless this is set; a user's
+# own setting wins.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 # ImageNet mean in RGB 0..255: padding with it becomes 0 after normalisation.
 PAD_VALUE = (124, 116, 104)

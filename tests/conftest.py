@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
+
+# Tests never touch the network: albumentations' update check on import is off for test modules
+# that import it directly too (selecsls.datasets.augment sets the same for every other process).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ALL_CONFIGS = [

@@ -199,3 +199,27 @@ def test_coco_sample_copied_elsewhere(tmp_path):
     data["images"] = data["images"][:1]
     dataset = CocoKeypoints(write_json(tmp_path / "one.json", data), folder, (128, 128))
     assert dataset[0]["image"].shape == (3, 128, 128)
+
+
+def test_importing_augment_makes_no_network_call():
+    """albumentations checks pypi.org for updates on import unless told not to: our import must
+    tell it (tests and training run offline). The child process records every URL opened."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import urllib.request as u\n"
+        "opened = []\n"
+        "def record(self, url, *args, **kwargs):\n"
+        "    opened.append(getattr(url, 'full_url', url))\n"
+        "    raise OSError('offline')\n"
+        "u.OpenerDirector.open = record\n"
+        "import selecsls.datasets.augment\n"
+        "print('opened:', opened)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "opened: []", out.stdout + out.stderr
