@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -204,10 +207,6 @@ def test_coco_sample_copied_elsewhere(tmp_path):
 def test_importing_augment_makes_no_network_call():
     """albumentations checks pypi.org for updates on import unless told not to: our import must
     tell it (tests and training run offline). The child process records every URL opened."""
-    import os
-    import subprocess
-    import sys
-
     code = (
         "import urllib.request as u\n"
         "opened = []\n"
