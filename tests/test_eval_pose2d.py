@@ -196,3 +196,26 @@ def test_ema_requested_from_a_file_without_it(run, tmp_path, capsys):
     save_model(build_model({"backbone": "selecsls42b", "heads": {"xnect2d": {}}}), checkpoint)
     assert evaluate([str(checkpoint), *val_args(run), "--ema"]) == 2
     assert "no EMA weights" in capsys.readouterr().err
+
+
+def test_int8_evaluation_quantizes_the_network(run, tmp_path, monkeypatch, capsys):
+    seen = []
+    original = eval_pose2d.evaluate_pose2d
+
+    def spy(task, model, loader, info, amp, channels_last, *args):
+        seen.append((model, amp, channels_last))
+        return original(task, model, loader, info, amp, channels_last, *args)
+
+    monkeypatch.setattr(eval_pose2d, "evaluate_pose2d", spy)
+    metrics, calibration = tmp_path / "m.json", str(run / "train" / "images")
+    argv = [str(run / "run" / "best.pt"), *val_args(run), "--amp", "bf16", "--channels-last"]
+    assert evaluate([*argv, "--int8-calibration", calibration, "--json", str(metrics)]) == 0
+    out = capsys.readouterr().out
+    assert f"int8: calibrated on 8 images of {calibration}" in out
+    assert "best.pt (int8) on" in out and "4 images at 128x128" in out
+    model, amp, channels_last = seen[0]
+    assert amp is None and channels_last is False  # the int8 graph runs on its own terms
+    assert any("quantized" in type(m).__module__ for m in model.modules())
+    assert json.loads(metrics.read_text())["int8_calibration"] == calibration
+    assert evaluate([*argv, "--int8-calibration", str(tmp_path / "none")]) == 2
+    assert "int8 calibration folder not found" in capsys.readouterr().err

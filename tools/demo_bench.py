@@ -12,7 +12,8 @@ wall time would count other jobs' slices); with --threads 1 a frame's CPU time i
 takes on one idle core. Wall-clock fps is printed too, for reference. With --device cuda every
 stage is timed in wall-clock seconds (the host waits for the GPU when it copies the outputs back,
 inside the network stage), and the modes are CUDA fp32 and fp16. `--compile` adds the
-torch.compile'd mode (frozen weights, the demo's `--compile`). Every frame goes through all modes
+torch.compile'd mode (frozen weights, the demo's `--compile`), `--int8` the int8 mode (the
+demo's `--precision int8`, calibrated on other synthetic frames). Every frame goes through all modes
 in turn, so the drift of a shared machine hits them alike; the end-to-end lines then run the
 whole demo loop per mode, alternated.
 """
@@ -37,8 +38,10 @@ from selecsls.tools.demo import Options, annotate, run
 from selecsls.tools.demo_runtime import OnnxRunner, PoseEstimator, TorchRunner
 from selecsls.tools.demo_sources import open_source
 from selecsls.tools.demo_tracking import Tracker
+from selecsls.tools.quantize import Int8Runner, letterboxed
 
 STAGES = ("read", "preprocess", "network", "decode", "track+draw")
+CALIBRATION_SEED = 1000  # int8 calibration frames: not the timed video's
 
 
 def make_video(path: Path, size: tuple[int, int], count: int, seed: int) -> list[np.ndarray]:
@@ -206,7 +209,13 @@ def time_end_to_end(
 
 
 def variants(
-    model, size, onnx_path: Path | None, threads: int, device: str = "cpu", compile: bool = False
+    model,
+    size,
+    onnx_path: Path | None,
+    threads: int,
+    device: str = "cpu",
+    compile: bool = False,
+    int8: bool = False,
 ) -> dict:
     """name -> PoseEstimator, for the inference modes compared (compiled ones warmed up)."""
     fast = "fp16" if device.startswith("cuda") else "bf16"
@@ -220,22 +229,35 @@ def variants(
         seconds = runner.warm_up(size)
         print(f"compiled the {fast} network in {seconds:.1f} s ({runner.description})")
         out[f"pytorch {device} {fast}, BN folded, channels_last, compiled"] = runner
+    if int8 and device == "cpu":
+        out["pytorch cpu int8 (x86, post-training quantized)"] = int8_runner(model, size)
     if onnx_path is not None:
         out["onnxruntime fp32 (BN folded)"] = OnnxRunner(onnx_path, threads)
     return {name: PoseEstimator(runner, size, Pose2DCodec()) for name, runner in out.items()}
+
+
+def int8_runner(model, size: tuple[int, int], frames: int = 8) -> Int8Runner:
+    """The demo's int8 mode, calibrated on synthetic frames other than the timed ones."""
+    images = [render_image(i, CALIBRATION_SEED, *size, 6)[0] for i in range(frames)]
+    runner = Int8Runner(model, TorchRunner(model, "cpu", "auto"))
+    runner.calibrate([letterboxed(image, size) for image in images], "synthetic frames")
+    return runner
 
 
 def print_end_to_end(
     modes: dict[str, PoseEstimator], video: Path, truth: list, rounds: int = 5
 ) -> None:
     """The demo loop's wall fps: the eager fast mode sequential and pipelined, and the compiled
-    mode sequential when there is one; ratios against the first."""
+    and int8 modes sequential when there are; ratios against the first."""
     names = list(modes)
     eager = names[2]
     runs = {"sequential": (modes[eager], False), "pipelined": (modes[eager], True)}
     compiled = [name for name in names if name.endswith("compiled")]
     if compiled:
         runs["compiled, sequential"] = (modes[compiled[0]], False)
+    int8 = [name for name in names if " int8 " in name]
+    if int8:
+        runs["int8, sequential"] = (modes[int8[0]], False)
     fps = time_end_to_end(runs, video, truth, rounds)
     print(f"\nend to end (demo loop, wall clock, {eager}):")
     for mode, values in fps.items():
@@ -255,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda (wall-clock stage times)")
     p.add_argument("--no-onnx", action="store_true")
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd mode")
+    p.add_argument("--int8", action="store_true", help="also time the int8 mode (CPU)")
     p.add_argument(
         "--rounds", type=int, default=5, help="alternated end-to-end runs per mode (medians)"
     )
@@ -284,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.frames} frames, {people:.1f} people per frame; ms per frame "
             f"({'wall' if watch_type is WallStopwatch else 'CPU'} time)\n"
         )
-        modes = variants(model, size, onnx_path, args.threads, args.device, args.compile)
+        modes = variants(model, size, onnx_path, args.threads, args.device, args.compile, args.int8)
         header = "| mode | " + " | ".join(STAGES) + " | total | fps (stage clock) | fps (wall) |"
         print(header + "\n|" + "---|" * (len(STAGES) + 4))
         timings = time_pipeline(modes, video, truth, warmup, watch_type)

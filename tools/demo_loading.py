@@ -23,14 +23,17 @@ from selecsls.tools.demo_pose3d import (
     lifting_from_text,
 )
 from selecsls.tools.demo_runtime import (
+    PRECISIONS,
     OnnxRunner,
     PoseEstimator,
     TorchRunner,
     codec_from,
     load_pose_file,
 )
+from selecsls.tools.quantize import Int8Runner, read_calibration_images
 
 POSE_HEADS = ("xnect2d", "xnect3d")  # heads with the 2D pose outputs
+DEMO_PRECISIONS = (*PRECISIONS, "int8")  # int8: CPU only, post-training quantized (quantize.py)
 
 
 def load_lifting(checkpoint: str | Path) -> nn.Module:
@@ -56,11 +59,14 @@ def load_torch_estimator(
     precision: str = "auto",
     lifting: str | None = None,
     compile: bool = False,
+    calibration: str | None = None,
 ) -> PoseEstimator:
     """A PoseEstimator for a pose checkpoint of ours (codec settings from its experiment config
     when it carries one). A Stage I model (xnect3d head) gets 3D poses from its own Stage II
     (lifting head) when it has one, else from the location-map read-out; `lifting` names a
-    checkpoint whose Stage II is used instead."""
+    checkpoint whose Stage II is used instead. precision "int8" quantizes the network for the
+    CPU, calibrated on the images of the folder `calibration`, else on the first frames."""
+    check_precision(precision, device, compile, calibration)
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -85,8 +91,29 @@ def load_torch_estimator(
             f"--lifting {lifting}: {checkpoint} has no Stage I 3D branch (heads: "
             f"{', '.join(heads)}); Stage II needs its location maps (the xnect3d head)"
         )
-    runner = TorchRunner(model, device, precision, compile=compile)
+    if precision == "int8":
+        runner = Int8Runner(model, TorchRunner(model, "cpu", "auto"))
+        if calibration:
+            runner.calibrate(
+                read_calibration_images(calibration, input_size), f"images of {calibration}"
+            )
+    else:
+        runner = TorchRunner(model, device, precision, compile=compile)
     return PoseEstimator(runner, input_size, codec, pose3d)
+
+
+def check_precision(precision: str, device: str, compile: bool, calibration: str | None) -> None:
+    """ValueError for a precision the demo lacks or one that contradicts the other options."""
+    if precision not in DEMO_PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(DEMO_PRECISIONS)}")
+    if precision != "int8":
+        if calibration:
+            raise ValueError("--calibration is for --precision int8")
+        return
+    if device not in ("auto", "cpu"):
+        raise ValueError(f"--precision int8 runs on the CPU only (got --device {device})")
+    if compile:
+        raise ValueError("--compile is for the bf16/fp32 modes; int8 runs quantized kernels")
 
 
 def load_onnx_estimator(

@@ -4,6 +4,7 @@
   BN folded, channels_last, bf16 weights on a CPU with native bf16 (AVX-512 BF16 / AMX), fp16
   on CUDA, fp32 otherwise; optionally torch.compile'd.
 - OnnxRunner: a file written by `selecsls.tools.export`, run by onnxruntime.
+- quantize.Int8Runner (`--precision int8`): a post-training int8 copy of the network, CPU.
 
 Both take the same (1, 3, H, W) ImageNet-normalised RGB input and return {output name: numpy
 array}; `PoseEstimator` letterboxes the frame, runs either and decodes people with the 2D codec.

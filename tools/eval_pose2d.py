@@ -32,6 +32,7 @@ from selecsls.tools.engine.distributed import ShardedSampler, cleanup, init_dist
 from selecsls.tools.engine.tasks.pose2d import Pose2DTask
 from selecsls.tools.engine.tasks.pose2d_eval import RESULT_FILE, evaluate_pose2d
 from selecsls.tools.eval_common import Evaluator, add_once, load_weights, run_experiment
+from selecsls.tools.quantize import quantize_int8, read_calibration_images
 
 DEFAULT_BATCH = 8
 DEFAULT_SIZE = "368x368"
@@ -43,6 +44,13 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     add_once(group, "--input-size", help="letterbox W x H (default: the run's data.input_size)")
     add_once(group, "--results", help="write the scored detections (COCO results json) here")
     add_once(group, "--max-images", type=int, help="evaluate the json's first N images only")
+    add_once(
+        group,
+        "--int8-calibration",
+        metavar="FOLDER",
+        help="run the network in int8 on the CPU (post-training quantized, as the demo's "
+        "--precision int8), calibrated on up to 32 images of FOLDER (e.g. training images)",
+    )
 
 
 def input_size(args: argparse.Namespace, checkpoint: dict[str, Any]) -> tuple[int, int]:
@@ -107,7 +115,10 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
         model = load_weights(args, checkpoint)
         check_model(model, args.model)
         model = model.to(info.device).eval()
-        if args.channels_last:
+        amp = torch.bfloat16 if args.amp == "bf16" else None
+        if args.int8_calibration:
+            model, amp = int8_model(args, model, size, info.device), None
+        elif args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         task = make_task(checkpoint, size, scratch)
         task.val_set = dataset
@@ -118,9 +129,9 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
             num_workers=args.workers,
             collate_fn=collate_pose,
         )
-        amp = torch.bfloat16 if args.amp == "bf16" else None
         start = time.perf_counter()
-        metrics = evaluate_pose2d(task, model, loader, info, amp, args.channels_last)
+        channels_last = args.channels_last and not args.int8_calibration
+        metrics = evaluate_pose2d(task, model, loader, info, amp, channels_last)
         metrics["images_per_s"] = len(dataset) / max(time.perf_counter() - start, 1e-9)
         if info.is_main and args.results:
             os.replace(Path(scratch) / RESULT_FILE, args.results)  # same folder: atomic
@@ -132,9 +143,26 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
     return 0
 
 
+def int8_model(
+    args: argparse.Namespace, model: torch.nn.Module, size: tuple[int, int], device: torch.device
+) -> torch.nn.Module:
+    """The model quantized to int8, calibrated on --int8-calibration's images (CPU only)."""
+    if device.type != "cpu":
+        raise ValueError(f"--int8-calibration runs the network on the CPU (got device {device})")
+    images = read_calibration_images(args.int8_calibration, size)
+    start = time.perf_counter()
+    quantized = quantize_int8(model, images)
+    print(
+        f"int8: calibrated on {len(images)} images of {args.int8_calibration} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    return quantized
+
+
 def report(args: argparse.Namespace, metrics: dict[str, float], size: tuple[int, int]) -> None:
     print(
-        f"{args.model}{' (EMA)' if args.ema else ''} on {args.ann}: "
+        f"{args.model}{' (EMA)' if args.ema else ''}{' (int8)' if args.int8_calibration else ''} "
+        f"on {args.ann}: "
         f"AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}, AR {metrics['AR']:.3f}; "
         f"{int(metrics['images'])} images at {size[0]}x{size[1]}, "
         f"{int(metrics['people'])} people detected, {metrics['images_per_s']:.1f} images/s"
@@ -145,6 +173,7 @@ def report(args: argparse.Namespace, metrics: dict[str, float], size: tuple[int,
             "ann": args.ann,
             "images_dir": args.images,
             "ema": args.ema,
+            "int8_calibration": args.int8_calibration,
             "input_size": list(size),
             "results": args.results,
             **metrics,
