@@ -132,6 +132,30 @@ def test_frozen_mode_runs_and_matches_eager():
     torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.05)
 
 
+def test_int8_mode_runs_quantized_and_close_to_eager():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 4),
+    ).eval()
+    ready = prepare(model, "int8", torch.device("cpu"))
+    assert not ready.channels_last
+    assert any("quantized" in type(m).__module__ for m in ready.runner.modules())
+    x = torch.randn(2, 3, 32, 32)  # another size than the calibration's 224x224
+    with torch.inference_mode():
+        got, want = ready.runner(x), model(x)
+    assert got.dtype == torch.float32
+    assert float((got - want).norm() / want.norm()) < 0.1
+    with pytest.raises(BenchmarkError, match="CPU only"):
+        prepare(model, "int8", torch.device("cuda"))
+
+
 def test_generic_bn_folding_is_exact_for_resnet50():
     model = resolve_model("resnet50").build().eval()
     folded, count = fold_bn_generic(model)

@@ -24,6 +24,7 @@ from selecsls.backbones.fusion import fuse_bn
 from selecsls.backbones.hub import is_published
 from selecsls.heads import Model, build_classifier, load_model
 from selecsls.tools.deploy import FrozenRunner
+from selecsls.tools.quantize import Int8Error, quantize_int8
 
 # Mode name -> what it does; `deploy` and everything after it run the BN-folded, channels_last copy.
 MODES: dict[str, str] = {
@@ -34,6 +35,8 @@ MODES: dict[str, str] = {
     "compile": "bf16 + torch.compile (inductor; compiled during warm-up)",
     "frozen": "deploy with bf16 weights (fp16 on CUDA) + torch.compile with inductor freezing "
     "(prepacked oneDNN convolutions, fused ReLUs; the demo's --compile)",
+    "int8": "post-training int8 (tools/quantize.py, x86 engine; CPU only), calibrated on 2 "
+    "random 224x224 images (speed does not depend on the ranges; the demo's --precision int8)",
 }
 
 
@@ -208,6 +211,15 @@ def prepare(model: nn.Module, mode: str, device: torch.device, folded=None) -> P
         raise BenchmarkError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
     if mode == "eager":
         return Prepared(model.eval().to(device), False, "")
+    if mode == "int8":
+        if device.type != "cpu":
+            raise BenchmarkError("mode int8 runs on the CPU only")
+        generator = torch.Generator().manual_seed(0)
+        images = [torch.randn(1, 3, 224, 224, generator=generator) for _ in range(2)]
+        try:
+            return Prepared(quantize_int8(model.eval(), images), False, "")
+        except Int8Error as err:
+            raise BenchmarkError(str(err)) from None
     module, note = folded or fold_bn(model)
     module = module.to(device, memory_format=torch.channels_last)
     if mode == "deploy":
