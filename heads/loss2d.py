@@ -26,6 +26,7 @@ def pose2d_losses(
     outputs: dict[str, torch.Tensor],
     targets: dict[str, torch.Tensor],
     paf_weight: float = 1.0,
+    heatmap_fg_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Masked squared error summed over cells and channels, halved, averaged over the batch.
 
@@ -36,6 +37,12 @@ def pose2d_losses(
     heatmap_loss + paf_weight * paf_loss}.
     Summing (not averaging) over cells keeps the gradient per person independent of the image
     size, as in the reference recipe whose learning rates assume it.
+
+    heatmap_fg_weight w > 0 weighs each heatmap cell by 1 + w * its target (for the background
+    channel: 1 + w * (1 - target)), i.e. up to (1 + w)x near keypoints: the few cells where peaks
+    are learned otherwise count for little beside the background. Measured on the synthetic
+    quickstart from scratch (docs/pose2d.md, "Third sweep"): w = 5-10 gave 2-3x the AP after 12
+    epochs, 1.4x after 24, 1.2x after 48; w = 0 is the plain masked L2 of the reference recipe.
     """
     mask = targets["mask"]
     losses = {}
@@ -49,10 +56,21 @@ def pose2d_losses(
         weight = mask
         if CHANNEL_MASKS[key] in targets:
             weight = mask * targets[CHANNEL_MASKS[key]]
+        if key == "heatmaps" and heatmap_fg_weight:
+            weight = weight * (1 + heatmap_fg_weight * keypoint_closeness(target))
         error = (prediction.float() - target.float()).square() * weight
         losses[key[:-1] + "_loss"] = error.sum() / (2 * prediction.shape[0])
     losses["loss"] = losses["heatmap_loss"] + paf_weight * losses["paf_loss"]
     return losses
+
+
+def keypoint_closeness(heatmaps: torch.Tensor) -> torch.Tensor:
+    """(N, 19, h, w) target heatmaps -> how close each cell is to a keypoint of the channel's type,
+    in [0, 1]: the target itself, and for the background channel (last) 1 - background, i.e.
+    closeness to any keypoint."""
+    closeness = heatmaps.float().clone()
+    closeness[:, -1] = 1 - closeness[:, -1]
+    return closeness
 
 
 def keypoint_masks(

@@ -156,3 +156,34 @@ def test_masked_l2_loss_and_a_few_steps_lower_it():
         loss.backward()
         optimiser.step()
     assert history[-1] < history[0]
+
+
+def test_foreground_weight_scales_cells_near_keypoints():
+    from selecsls.heads.loss2d import pose2d_losses
+
+    torch.manual_seed(0)
+    codec = Pose2DCodec()
+    person = np.zeros((1, 17, 3), np.float32)
+    person[0, :, 0] = np.linspace(8, 30, 17)  # top-left corner of a 128x128 input
+    person[0, :, 1] = np.linspace(6, 36, 17)
+    person[0, :, 2] = 2
+    targets = {k: torch.from_numpy(v)[None] for k, v in codec.encode(person, (128, 128)).items()}
+    outputs = {k: torch.rand_like(targets[k]) for k in ("heatmaps", "pafs")}
+    plain = pose2d_losses(outputs, targets)
+    weighted = pose2d_losses(outputs, targets, heatmap_fg_weight=4.0)
+    heatmaps = targets["heatmaps"]
+    closeness = heatmaps.clone()
+    closeness[:, -1] = 1 - heatmaps[:, -1]  # background: near any keypoint
+    error = (outputs["heatmaps"] - heatmaps).square() * targets["mask"]
+    expected = (error * (1 + 4.0 * closeness)).sum() / 2
+    torch.testing.assert_close(weighted["heatmap_loss"], expected)
+    assert weighted["heatmap_loss"] > plain["heatmap_loss"]
+    torch.testing.assert_close(weighted["paf_loss"], plain["paf_loss"])  # PAFs unchanged
+    # far from every keypoint (closeness 0) a cell weighs 1, as without the option
+    far = closeness.amax(1, keepdim=True) == 0
+    assert far.any()
+    moved = {k: v.clone() for k, v in outputs.items()}
+    moved["heatmaps"] = torch.where(far, outputs["heatmaps"] + 1.0, outputs["heatmaps"])
+    delta_plain = pose2d_losses(moved, targets)["loss"] - plain["loss"]
+    delta_weighted = pose2d_losses(moved, targets, heatmap_fg_weight=4.0)["loss"] - weighted["loss"]
+    torch.testing.assert_close(delta_weighted, delta_plain)

@@ -78,6 +78,9 @@ SCHEMA: Schema = {
     },
     "loss": {
         "paf_weight": Field(1.0, "float"),
+        "heatmap_fg_weight": Field(
+            0.0, "float", help="heatmap cells weigh 1 + this x closeness to a keypoint (0: plain)"
+        ),
     },
     "eval": {
         "previews": Field(4, "int", help="val images drawn into TensorBoard per evaluation"),
@@ -143,6 +146,9 @@ class Pose2DTask(Task):
                 f"stride-8 maps from the stride-16 backbone (got {self.codec.stride}, "
                 f"{self.codec.size_divisor})"
             )
+        for key in ("paf_weight", "heatmap_fg_weight"):
+            if self.config["loss"][key] < 0:
+                raise ValueError(f"loss.{key} must be >= 0, got {self.config['loss'][key]}")
         weights = model["weights"]
         if weights and not is_published(weights) and not Path(weights).is_file():
             raise FileNotFoundError(
@@ -262,7 +268,8 @@ class Pose2DTask(Task):
 
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         outputs = model(batch["images"])
-        return pose2d_losses(outputs, batch, self.config["loss"]["paf_weight"])
+        loss = self.config["loss"]
+        return pose2d_losses(outputs, batch, loss["paf_weight"], loss["heatmap_fg_weight"])
 
     def evaluate(
         self,

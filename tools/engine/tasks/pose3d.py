@@ -152,10 +152,11 @@ class Pose3DTask(Pose2DTask):
 
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         outputs = model(batch["images"])
-        losses = pose2d_losses(outputs, batch, self.config["loss"]["paf_weight"])
+        loss = self.config["loss"]
+        losses = pose2d_losses(outputs, batch, loss["paf_weight"], loss["heatmap_fg_weight"])
         locmap = locmap_loss(outputs["locmaps"].float(), batch["locmaps"], batch["locmap_weights"])
         losses["locmap_loss"] = locmap
-        losses["loss"] = losses["loss"] + self.config["loss"]["locmap_weight"] * locmap
+        losses["loss"] = losses["loss"] + loss["locmap_weight"] * locmap
         return losses
 
     def evaluate(
