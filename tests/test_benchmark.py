@@ -92,15 +92,18 @@ def test_every_mode_runs_for_selecsls_and_resnet(tmp_path, capsys):
     assert payload["machine"]["threads"] >= 1
 
 
+def small_net(channels: int, second_conv: bool, classifier: bool) -> nn.Module:
+    """Conv-BN-ReLU (+ Conv-ReLU) (+ pool + linear head): the layer kinds each mode handles."""
+    layers = [nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU()]
+    if second_conv:
+        layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
+    if classifier:
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 4)]
+    return nn.Sequential(*layers).eval()
+
+
 def test_compile_mode_runs_and_matches_eager():
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 4),
-    ).eval()
+    model = small_net(8, second_conv=False, classifier=True)
     ready = prepare(model, "compile", torch.device("cpu"))
     assert ready.channels_last
     x = torch.randn(2, 3, 16, 16)
@@ -112,13 +115,7 @@ def test_compile_mode_runs_and_matches_eager():
 
 
 def test_frozen_mode_runs_and_matches_eager():
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, padding=1),
-        nn.ReLU(),
-    ).eval()
+    model = small_net(8, second_conv=True, classifier=False)
     ready = prepare(model, "frozen", torch.device("cpu"))
     x = torch.randn(2, 3, 16, 16)
     with torch.inference_mode():
@@ -134,16 +131,7 @@ def test_frozen_mode_runs_and_matches_eager():
 
 def test_int8_mode_runs_quantized_and_close_to_eager():
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 16, 3, padding=1, bias=False),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 4),
-    ).eval()
+    model = small_net(16, second_conv=True, classifier=True)
     ready = prepare(model, "int8", torch.device("cpu"))
     assert not ready.channels_last
     assert any("quantized" in type(m).__module__ for m in ready.runner.modules())
