@@ -120,7 +120,9 @@ def test_stage2_ground_truth_training_lowers_mpjpe_on_held_out_poses(tmp_path, s
     assert after["lift_pck"] > before["lift_pck"]
 
 
-def test_stage1_plus_2_checkpoint_round_trips_and_evaluates(tmp_path, synthetic, stage1_run):
+def test_stage1_plus_2_checkpoint_round_trips_and_evaluates(
+    tmp_path, synthetic, stage1_run, capsys
+):
     stage1 = stage1_run / "best.pt"
     config = lifting_config(tmp_path, synthetic, stage1)
     assert train([str(config), "schedule.epochs=1", "eval.every=1", *FAST]) == 0
@@ -151,6 +153,15 @@ def test_stage1_plus_2_checkpoint_round_trips_and_evaluates(tmp_path, synthetic,
     assert "readout_pck" not in readout and readout["pck"] == pytest.approx(
         saved["metrics"]["readout_pck"], abs=1e-6
     )
+    # int8 Stage I (CPU), Stage II still applied
+    calibration = synthetic / "train" / "images"
+    quantized = evaluate_pose3d_checkpoint(
+        path, synthetic / "val" / "annotations.json", synthetic / "val" / "images",
+        int8_calibration=calibration,
+    )  # fmt: skip
+    assert "int8: calibrated on" in capsys.readouterr().out
+    assert "readout_pck" in quantized and quantized["people_gt"] == metrics["people_gt"]
+    assert math.isfinite(quantized["pck_all"])
 
 
 def test_stage2_on_stage1_outputs_runs(tmp_path, synthetic, stage1_run):

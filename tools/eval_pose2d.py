@@ -31,8 +31,14 @@ from selecsls.tools._cli import parse_size
 from selecsls.tools.engine.distributed import ShardedSampler, cleanup, init_distributed
 from selecsls.tools.engine.tasks.pose2d import Pose2DTask
 from selecsls.tools.engine.tasks.pose2d_eval import RESULT_FILE, evaluate_pose2d
-from selecsls.tools.eval_common import Evaluator, add_once, load_weights, run_experiment
-from selecsls.tools.quantize import quantize_int8, read_calibration_images
+from selecsls.tools.eval_common import (
+    INT8_OPTION,
+    Evaluator,
+    add_once,
+    load_weights,
+    run_experiment,
+)
+from selecsls.tools.quantize import quantize_for_eval
 
 DEFAULT_BATCH = 8
 DEFAULT_SIZE = "368x368"
@@ -47,9 +53,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     add_once(
         group,
         "--int8-calibration",
-        metavar="FOLDER",
-        help="run the network in int8 on the CPU (post-training quantized, as the demo's "
-        "--precision int8), calibrated on up to 32 images of FOLDER (e.g. training images)",
+        **INT8_OPTION,
     )
 
 
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
         model = model.to(info.device).eval()
         amp = torch.bfloat16 if args.amp == "bf16" else None
         if args.int8_calibration:
-            model, amp = int8_model(args, model, size, info.device), None
+            model = quantize_for_eval(model, args.int8_calibration, size, info.device)
+            amp = None
         elif args.channels_last:
             model = model.to(memory_format=torch.channels_last)
         task = make_task(checkpoint, size, scratch)
@@ -141,22 +146,6 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
     if info.is_main:
         report(args, metrics, size)
     return 0
-
-
-def int8_model(
-    args: argparse.Namespace, model: torch.nn.Module, size: tuple[int, int], device: torch.device
-) -> torch.nn.Module:
-    """The model quantized to int8, calibrated on --int8-calibration's images (CPU only)."""
-    if device.type != "cpu":
-        raise ValueError(f"--int8-calibration runs the network on the CPU (got device {device})")
-    images = read_calibration_images(args.int8_calibration, size)
-    start = time.perf_counter()
-    quantized = quantize_int8(model, images)
-    print(
-        f"int8: calibrated on {len(images)} images of {args.int8_calibration} "
-        f"in {time.perf_counter() - start:.1f} s"
-    )
-    return quantized
 
 
 def report(args: argparse.Namespace, metrics: dict[str, float], size: tuple[int, int]) -> None:

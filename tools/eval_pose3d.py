@@ -28,7 +28,7 @@ import torch.distributed as dist
 from selecsls.tools._cli import parse_size
 from selecsls.tools.engine.distributed import cleanup
 from selecsls.tools.engine.tasks.pose3d_eval import evaluate_pose3d_checkpoint
-from selecsls.tools.eval_common import Evaluator, run_experiment
+from selecsls.tools.eval_common import INT8_OPTION, Evaluator, run_experiment
 
 DEFAULT_BATCH = 8
 
@@ -45,6 +45,11 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     _add_once(group, "--input-size", help="letterbox W x H (default: the run's data.input_size)")
     _add_once(group, "--results", help="write the scored 2D detections (COCO results json) here")
     _add_once(group, "--max-images", type=int, help="evaluate the json's first N images only")
+    _add_once(
+        group,
+        "--int8-calibration",
+        **INT8_OPTION,
+    )
     _add_once(
         group,
         "--readout-only",
@@ -78,6 +83,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
             device=args.device,
             workers=args.workers,
             result_path=args.results,
+            int8_calibration=args.int8_calibration,
         )
         is_main = not dist.is_initialized() or dist.get_rank() == 0
     finally:
@@ -91,7 +97,8 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
 def report(args: argparse.Namespace, metrics: dict[str, float]) -> None:
     ap = f", 2D AP {metrics['AP']:.3f}" if "AP" in metrics else ""
     print(
-        f"{args.model}{' (EMA)' if args.ema else ''} on {args.ann}: "
+        f"{args.model}{' (EMA)' if args.ema else ''}{' (int8)' if args.int8_calibration else ''} "
+        f"on {args.ann}: "
         f"3DPCK {metrics['pck']:.1f} (all people {metrics['pck_all']:.1f}), "
         f"AUC {metrics['auc']:.1f}, MPJPE {metrics['mpjpe']:.1f} mm, "
         f"PA-MPJPE {metrics['pa_mpjpe']:.1f} mm{ap}; {int(metrics['people_matched'])} of "
@@ -99,7 +106,13 @@ def report(args: argparse.Namespace, metrics: dict[str, float]) -> None:
         f"{metrics['images_per_s']:.1f} images/s"
     )
     if args.json:
-        payload = {"model": args.model, "ann": args.ann, "ema": args.ema, **metrics}
+        payload = {
+            "model": args.model,
+            "ann": args.ann,
+            "ema": args.ema,
+            "int8_calibration": args.int8_calibration,
+            **metrics,
+        }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
 
 

@@ -198,6 +198,21 @@ def read_calibration_images(
     return images
 
 
+def quantize_for_eval(
+    model: nn.Module, folder: str | Path, input_size: tuple[int, int], device: torch.device
+) -> nn.Module:
+    """`tools/eval.py --int8-calibration FOLDER`: the model quantized on up to
+    CALIBRATION_IMAGES images of FOLDER letterboxed to input_size (W, H); CPU only."""
+    if device.type != "cpu":
+        raise ValueError(f"--int8-calibration runs the network on the CPU (got device {device})")
+    images = read_calibration_images(folder, input_size)
+    start = time.perf_counter()
+    quantized = quantize_int8(model, images)
+    seconds = time.perf_counter() - start
+    print(f"int8: calibrated on {len(images)} images of {folder} in {seconds:.1f} s")
+    return quantized
+
+
 class Int8Runner:
     """The demo's int8 mode: images (1, 3, H, W) float32 -> {name: float32 numpy array}.
 

@@ -36,6 +36,7 @@ from selecsls.heads.metrics3d import Pose3DEvaluator
 from selecsls.heads.skeletons import coco17_to_joints21_2d
 from selecsls.heads.weights import load_model
 from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results
+from selecsls.tools.quantize import quantize_for_eval
 
 from ..distributed import DistInfo, ShardedSampler, gather_objects, init_distributed
 from .pose3d_data import readout_points
@@ -178,6 +179,7 @@ def evaluate_pose3d_checkpoint(
     device: str = "auto",
     workers: int = 0,
     result_path: str | Path | None = None,
+    int8_calibration: str | Path | None = None,
 ) -> dict[str, float]:
     """A Stage I (+ II) checkpoint alone -> the metrics of `evaluate_people3d` on a MuCo/MuPoTS
     or synthetic val set; under torchrun the images are sharded (metrics identical on every rank;
@@ -185,7 +187,9 @@ def evaluate_pose3d_checkpoint(
 
     Codec settings and the input size default to the training run's (stored in the checkpoint);
     ema: the EMA weights; readout_only: ignore Stage II (3D from the location maps alone); the
-    2D AP is added when val_json is COCO-format and written (rank 0) to result_path if given."""
+    2D AP is added when val_json is COCO-format and written (rank 0) to result_path if given.
+    int8_calibration: a folder of images; Stage I then runs int8 on the CPU, quantized on them
+    (`tools/quantize.py`; Stage II stays fp32, it is a few small linear layers per person)."""
     obj = read_checkpoint(checkpoint)
     model = load_model(checkpoint)
     if "xnect3d" not in model.heads:
@@ -207,7 +211,11 @@ def evaluate_pose3d_checkpoint(
         raise DatasetError(f"{len(missing)} images missing from {val_images}: {missing[:3]}")
     info = init_distributed(device)
     model = model.to(info.device).eval()
-    if channels_last:
+    lifting = None if readout_only else find_lifting(model)
+    if int8_calibration:
+        model = quantize_for_eval(model, int8_calibration, size, info.device)
+        amp, channels_last = "none", False
+    elif channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = DataLoader(
         dataset,
@@ -228,7 +236,7 @@ def evaluate_pose3d_checkpoint(
         (codec2d, codec3d),
         info,
         amp_dtype,
-        lifting=None if readout_only else find_lifting(model),
+        lifting=lifting,
         coco=coco_or_none(val_json),
         result_path=Path(result_path) if result_path else None,
         match_distance=float((experiment.get("eval") or {}).get("match_distance", 0.5)),
