@@ -50,11 +50,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     add_once(group, "--input-size", help="letterbox W x H (default: the run's data.input_size)")
     add_once(group, "--results", help="write the scored detections (COCO results json) here")
     add_once(group, "--max-images", type=int, help="evaluate the json's first N images only")
-    add_once(
-        group,
-        "--int8-calibration",
-        **INT8_OPTION,
-    )
+    add_once(group, "--int8-calibration", **INT8_OPTION)
 
 
 def input_size(args: argparse.Namespace, checkpoint: dict[str, Any]) -> tuple[int, int]:
@@ -120,10 +116,11 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
         check_model(model, args.model)
         model = model.to(info.device).eval()
         amp = torch.bfloat16 if args.amp == "bf16" else None
-        if args.int8_calibration:
+        channels_last = args.channels_last
+        if args.int8_calibration:  # the int8 graph takes fp32 NCHW input
             model = quantize_for_eval(model, args.int8_calibration, size, info.device)
-            amp = None
-        elif args.channels_last:
+            amp, channels_last = None, False
+        elif channels_last:
             model = model.to(memory_format=torch.channels_last)
         task = make_task(checkpoint, size, scratch)
         task.val_set = dataset
@@ -135,7 +132,6 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
             collate_fn=collate_pose,
         )
         start = time.perf_counter()
-        channels_last = args.channels_last and not args.int8_calibration
         metrics = evaluate_pose2d(task, model, loader, info, amp, channels_last)
         metrics["images_per_s"] = len(dataset) / max(time.perf_counter() - start, 1e-9)
         if info.is_main and args.results:

@@ -205,11 +205,15 @@ def quantize_for_eval(
     CALIBRATION_IMAGES images of FOLDER letterboxed to input_size (W, H); CPU only."""
     if device.type != "cpu":
         raise ValueError(f"--int8-calibration runs the network on the CPU (got device {device})")
-    images = read_calibration_images(folder, input_size)
+    return timed_quantize(model, read_calibration_images(folder, input_size), f"images of {folder}")
+
+
+def timed_quantize(model: nn.Module, images: Sequence[torch.Tensor], label: str) -> nn.Module:
+    """quantize_int8, printing "int8: calibrated on N <label> in S s"."""
     start = time.perf_counter()
     quantized = quantize_int8(model, images)
     seconds = time.perf_counter() - start
-    print(f"int8: calibrated on {len(images)} images of {folder} in {seconds:.1f} s")
+    print(f"int8: calibrated on {len(images)} {label} in {seconds:.1f} s")
     return quantized
 
 
@@ -231,15 +235,11 @@ class Int8Runner:
         self.quantized: nn.Module | None = None
         self.description = f"pytorch cpu int8 ({ENGINE}), calibrating on the first {frames} frames"
 
-    def calibrate(self, images: Sequence[torch.Tensor], label: str = "") -> float:
-        """Quantize on `images`; returns the seconds it took and prints what was done."""
-        start = time.perf_counter()
-        self.quantized = quantize_int8(self.model, images)
-        seconds = time.perf_counter() - start
+    def calibrate(self, images: Sequence[torch.Tensor], label: str = "images") -> None:
+        """Quantize on `images`, printing what was done."""
+        self.quantized = timed_quantize(self.model, images, label)
         self.seen = []
         self.description = f"pytorch cpu int8 ({ENGINE})"
-        print(f"int8: calibrated on {len(images)} {label or 'images'} in {seconds:.1f} s")
-        return seconds
 
     def __call__(self, images: torch.Tensor) -> dict[str, np.ndarray]:
         if self.quantized is None:
