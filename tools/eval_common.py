@@ -47,6 +47,16 @@ def add_once(group: argparse._ArgumentGroup, name: str, **kwargs: Any) -> None:
         group.add_argument(name, **kwargs)
 
 
+def add_pose_options(group: argparse._ArgumentGroup, ann_help: str, results_help: str) -> None:
+    """The options the 2D and 3D pose evaluators share (added once, by whichever comes first)."""
+    add_once(group, "--ann", help=ann_help)
+    add_once(group, "--images", help="folder holding the json's file_name paths")
+    add_once(group, "--input-size", help="letterbox W x H (default: the run's data.input_size)")
+    add_once(group, "--results", help=results_help)
+    add_once(group, "--max-images", type=int, help="evaluate the json's first N images only")
+    add_once(group, "--int8-calibration", **INT8_OPTION)
+
+
 def option_defaults(evaluator: Evaluator) -> dict[str, Any]:
     """{dest: default} of the evaluator's own options (parsed from nothing on a bare parser)."""
     parser = argparse.ArgumentParser(add_help=False)

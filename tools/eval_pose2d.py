@@ -31,13 +31,7 @@ from selecsls.tools._cli import parse_size
 from selecsls.tools.engine.distributed import ShardedSampler, cleanup, init_distributed
 from selecsls.tools.engine.tasks.pose2d import Pose2DTask
 from selecsls.tools.engine.tasks.pose2d_eval import RESULT_FILE, evaluate_pose2d
-from selecsls.tools.eval_common import (
-    INT8_OPTION,
-    Evaluator,
-    add_once,
-    load_weights,
-    run_experiment,
-)
+from selecsls.tools.eval_common import Evaluator, add_pose_options, load_weights, run_experiment
 from selecsls.tools.quantize import quantize_for_eval
 
 DEFAULT_BATCH = 8
@@ -45,12 +39,11 @@ DEFAULT_SIZE = "368x368"
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    add_once(group, "--ann", help="COCO-format keypoint json (e.g. person_keypoints_val2017)")
-    add_once(group, "--images", help="folder holding the json's file_name paths")
-    add_once(group, "--input-size", help="letterbox W x H (default: the run's data.input_size)")
-    add_once(group, "--results", help="write the scored detections (COCO results json) here")
-    add_once(group, "--max-images", type=int, help="evaluate the json's first N images only")
-    add_once(group, "--int8-calibration", **INT8_OPTION)
+    add_pose_options(
+        group,
+        ann_help="COCO-format keypoint json (e.g. person_keypoints_val2017)",
+        results_help="write the scored detections (COCO results json) here",
+    )
 
 
 def input_size(args: argparse.Namespace, checkpoint: dict[str, Any]) -> tuple[int, int]:

@@ -28,18 +28,17 @@ import torch.distributed as dist
 from selecsls.tools._cli import parse_size
 from selecsls.tools.engine.distributed import cleanup
 from selecsls.tools.engine.tasks.pose3d_eval import evaluate_pose3d_checkpoint
-from selecsls.tools.eval_common import INT8_OPTION, Evaluator, add_once, run_experiment
+from selecsls.tools.eval_common import Evaluator, add_once, add_pose_options, run_experiment
 
 DEFAULT_BATCH = 8
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    add_once(group, "--ann", help="the val json (COCO-format keypoints, or MuCo/MuPoTS format)")
-    add_once(group, "--images", help="folder holding the json's file_name paths")
-    add_once(group, "--input-size", help="letterbox W x H (default: the run's data.input_size)")
-    add_once(group, "--results", help="write the scored 2D detections (COCO results json) here")
-    add_once(group, "--max-images", type=int, help="evaluate the json's first N images only")
-    add_once(group, "--int8-calibration", **INT8_OPTION)
+    add_pose_options(
+        group,
+        ann_help="the val json (COCO-format keypoints, or MuCo/MuPoTS format)",
+        results_help="write the scored 2D detections (COCO results json) here",
+    )
     add_once(
         group,
         "--readout-only",
