@@ -17,7 +17,7 @@ from torch import nn
 from selecsls.datasets.augment import EvalResize
 from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.synthetic_people import generate
-from selecsls.heads import build_classifier, build_model
+from selecsls.heads import build_classifier, build_model, flip_test
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.heads.weights import save_model
 from selecsls.tools import eval_pose2d
@@ -219,3 +219,21 @@ def test_int8_evaluation_quantizes_the_network(run, tmp_path, monkeypatch, capsy
     assert json.loads(metrics.read_text())["int8_calibration"] == calibration
     assert evaluate([*argv, "--int8-calibration", str(tmp_path / "none")]) == 2
     assert "int8 calibration folder not found" in capsys.readouterr().err
+
+
+def test_flip_test_evaluation(run, tmp_path, monkeypatch, capsys):
+    calls = []
+    original = flip_test.predict_with_flip
+
+    def spy(model, images, *args):
+        calls.append(images.shape)
+        return original(model, images, *args)
+
+    monkeypatch.setattr(flip_test, "predict_with_flip", spy)
+    metrics = tmp_path / "m.json"
+    argv = [str(run / "run" / "best.pt"), *val_args(run), "--json", str(metrics)]
+    assert evaluate([*argv, "--flip", "--batch-size", "2"]) == 0
+    assert "best.pt (flip test) on" in capsys.readouterr().out
+    assert calls == [(2, 3, 128, 128)] * 2  # every batch of the 4 val images, mirrored too
+    written = json.loads(metrics.read_text())
+    assert written["flip"] is True and 0 <= written["AP"] <= 1

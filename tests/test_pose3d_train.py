@@ -162,6 +162,12 @@ def test_stage1_plus_2_checkpoint_round_trips_and_evaluates(
     assert "int8: calibrated on" in capsys.readouterr().out
     assert "readout_pck" in quantized and quantized["people_gt"] == metrics["people_gt"]
     assert math.isfinite(quantized["pck_all"])
+    # flip test: the same people scored, from maps averaged with the mirror image's
+    flipped = evaluate_pose3d_checkpoint(
+        path, synthetic / "val" / "annotations.json", synthetic / "val" / "images", flip=True
+    )
+    assert flipped["people_gt"] == metrics["people_gt"] and math.isfinite(flipped["pck_all"])
+    assert flipped["gt2d_mpjpe"] != pytest.approx(metrics["gt2d_mpjpe"], abs=1e-6)
 
 
 def test_stage2_on_stage1_outputs_runs(tmp_path, synthetic, stage1_run):

@@ -31,7 +31,13 @@ from selecsls.tools._cli import parse_size
 from selecsls.tools.engine.distributed import ShardedSampler, cleanup, init_distributed
 from selecsls.tools.engine.tasks.pose2d import Pose2DTask
 from selecsls.tools.engine.tasks.pose2d_eval import RESULT_FILE, evaluate_pose2d
-from selecsls.tools.eval_common import Evaluator, add_pose_options, load_weights, run_experiment
+from selecsls.tools.eval_common import (
+    Evaluator,
+    add_pose_options,
+    load_weights,
+    run_experiment,
+    variant_label,
+)
 from selecsls.tools.quantize import quantize_for_eval
 
 DEFAULT_BATCH = 8
@@ -77,12 +83,14 @@ def build_dataset(args: argparse.Namespace, size: tuple[int, int]) -> CocoKeypoi
     return dataset
 
 
-def make_task(checkpoint: dict[str, Any], size: tuple[int, int], out_dir: str) -> Pose2DTask:
+def make_task(
+    checkpoint: dict[str, Any], size: tuple[int, int], out_dir: str, flip: bool = False
+) -> Pose2DTask:
     """The training task rebuilt from the run's codec section, for its evaluation path only."""
     config = {
         "codec": dict(run_experiment(checkpoint).get("codec", {})),
         "data": {"input_size": f"{size[0]}x{size[1]}"},
-        "eval": {"previews": 0},  # no TensorBoard images from the command line
+        "eval": {"previews": 0, "flip": flip},  # no TensorBoard images from the command line
         "run": {"out_dir": out_dir},
     }
     return Pose2DTask(config)
@@ -115,7 +123,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
             amp, channels_last = None, False
         elif channels_last:
             model = model.to(memory_format=torch.channels_last)
-        task = make_task(checkpoint, size, scratch)
+        task = make_task(checkpoint, size, scratch, args.flip)
         task.val_set = dataset
         loader = DataLoader(
             dataset,
@@ -139,7 +147,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
 
 def report(args: argparse.Namespace, metrics: dict[str, float], size: tuple[int, int]) -> None:
     print(
-        f"{args.model}{' (EMA)' if args.ema else ''}{' (int8)' if args.int8_calibration else ''} "
+        f"{args.model}{variant_label(args)} "
         f"on {args.ann}: "
         f"AP {metrics['AP']:.3f}, AP50 {metrics['AP50']:.3f}, AR {metrics['AR']:.3f}; "
         f"{int(metrics['images'])} images at {size[0]}x{size[1]}, "
@@ -152,6 +160,7 @@ def report(args: argparse.Namespace, metrics: dict[str, float], size: tuple[int,
             "images_dir": args.images,
             "ema": args.ema,
             "int8_calibration": args.int8_calibration,
+            "flip": args.flip,
             "input_size": list(size),
             "results": args.results,
             **metrics,

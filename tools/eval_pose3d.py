@@ -28,7 +28,13 @@ import torch.distributed as dist
 from selecsls.tools._cli import parse_size
 from selecsls.tools.engine.distributed import cleanup
 from selecsls.tools.engine.tasks.pose3d_eval import evaluate_pose3d_checkpoint
-from selecsls.tools.eval_common import Evaluator, add_once, add_pose_options, run_experiment
+from selecsls.tools.eval_common import (
+    Evaluator,
+    add_once,
+    add_pose_options,
+    run_experiment,
+    variant_label,
+)
 
 DEFAULT_BATCH = 8
 
@@ -73,6 +79,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
             workers=args.workers,
             result_path=args.results,
             int8_calibration=args.int8_calibration,
+            flip=args.flip,
         )
         is_main = not dist.is_initialized() or dist.get_rank() == 0
     finally:
@@ -86,7 +93,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
 def report(args: argparse.Namespace, metrics: dict[str, float]) -> None:
     ap = f", 2D AP {metrics['AP']:.3f}" if "AP" in metrics else ""
     print(
-        f"{args.model}{' (EMA)' if args.ema else ''}{' (int8)' if args.int8_calibration else ''} "
+        f"{args.model}{variant_label(args)} "
         f"on {args.ann}: "
         f"3DPCK {metrics['pck']:.1f} (all people {metrics['pck_all']:.1f}), "
         f"AUC {metrics['auc']:.1f}, MPJPE {metrics['mpjpe']:.1f} mm, "
@@ -100,6 +107,7 @@ def report(args: argparse.Namespace, metrics: dict[str, float]) -> None:
             "ann": args.ann,
             "ema": args.ema,
             "int8_calibration": args.int8_calibration,
+            "flip": args.flip,
             **metrics,
         }
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")

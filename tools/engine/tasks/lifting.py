@@ -75,6 +75,7 @@ def lifting_schema() -> Schema:
             ),
             "match_distance": base["eval"]["match_distance"],
             "previews": base["eval"]["previews"],  # with model.stage1 (lifted poses drawn)
+            "flip": base["eval"]["flip"],
         },
     }
 

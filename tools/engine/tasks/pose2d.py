@@ -84,6 +84,7 @@ SCHEMA: Schema = {
     },
     "eval": {
         "previews": Field(4, "int", help="val images drawn into TensorBoard per evaluation"),
+        "flip": Field(False, "bool", help="flip test: average maps with the mirror image's"),
     },
 }
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from selecsls.backbones.checkpoint import CheckpointError
+from selecsls.heads.flip_test import predict
 from selecsls.heads.weights import check_fit, read_model_file
 from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results
 
@@ -34,9 +35,11 @@ def evaluate_pose2d(
     Writes run.out_dir/val_results.json (the scored detections, rank 0) and, when ctx has a
     TensorBoard writer (rank 0 of a training run), the first `eval.previews` images as
     `{ctx.tag}/preview` at step ctx.epoch (skeletons, heatmaps, PAFs).
+    With eval.flip, each image's maps are averaged with its mirror image's (heads/flip_test.py).
     Returns {"AP", "AP50", ..., "AR_large", "people": detections kept, "images": images scored}.
     """
     codec = task.codec
+    flip = bool(task.config.get("eval", {}).get("flip", False))
     previews = preview_count(task.config, info, ctx)
     results: list[dict] = []
     shown: list[np.ndarray] = []
@@ -47,8 +50,8 @@ def evaluate_pose2d(
             with torch.autocast(
                 info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
-                outputs = model(batch["images"])
-            maps = {k: outputs[k].float().cpu() for k in ("heatmaps", "pafs")}
+                outputs = predict(model, batch["images"], flip)
+            maps = {k: outputs[k].cpu() for k in ("heatmaps", "pafs")}
             transforms = list(batch["transform"].numpy())
             people = codec.decode_batch(maps, transforms)
             for image_id, (keypoints, scores) in zip(batch["image_id"], people):

@@ -182,6 +182,7 @@ class Pose3DTask(Pose2DTask):
             result_path=Path(self.config["run"]["out_dir"]) / RESULT_FILE,
             match_distance=self.config["eval"]["match_distance"],
             previews=previews,
+            flip=self.config["eval"]["flip"],
         )
         if previews is not None and ctx is not None:
             add_previews(ctx.writer, f"{ctx.tag}/preview", previews.panels, ctx.epoch)

@@ -31,6 +31,7 @@ from selecsls.datasets.mix3d import collate_pose3d
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads.codec2d import Pose2DCodec, invert_points
 from selecsls.heads.codec3d import Pose3DCodec
+from selecsls.heads.flip_test import predict
 from selecsls.heads.lifting import LiftingNet, find_lifting, inputs_from_stage1, lift_people
 from selecsls.heads.metrics3d import Pose3DEvaluator
 from selecsls.heads.skeletons import coco17_to_joints21_2d
@@ -66,12 +67,14 @@ def evaluate_people3d(
     result_path: Path | None = None,
     match_distance: float = 0.5,
     previews: Pose3DPreviews | None = None,
+    flip: bool = False,
 ) -> dict[str, float]:
     """Metrics over every image of `loader` (this rank's shard), reduced over ranks.
 
     prepare(batch) -> batch with "images" on the device; coco: the val set's COCO object (2D AP)
     or None; image ids scored for AP are the loader's; previews: collects pictures of the first
-    images (2D skeletons + the predicted 3D poses: lifted with Stage II). Returns the 3D keys of
+    images (2D skeletons + the predicted 3D poses: lifted with Stage II); flip: average each
+    image's maps with its mirror image's (heads/flip_test.py). Returns the 3D keys of
     Pose3DEvaluator.summary, the same with prefix "gt2d_" for the location maps read at the
     ground-truth 2D joints (the 3D branch alone, whatever the 2D detector finds), "readout_*" with
     lifting, and with coco "AP", "AP50", ...
@@ -88,8 +91,8 @@ def evaluate_people3d(
             with torch.autocast(
                 info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
-                outputs = model(batch["images"])
-            maps = {k: outputs[k].float().cpu() for k in ("heatmaps", "pafs", "locmaps")}
+                outputs = predict(model, batch["images"], flip)
+            maps = {k: outputs[k].cpu() for k in ("heatmaps", "pafs", "locmaps")}
             for n, image_id in enumerate(batch["image_id"]):
                 keypoints, scores = codec2d.decode(maps["heatmaps"][n], maps["pafs"][n])
                 image_maps = {k: v[n] for k, v in maps.items()}
@@ -180,6 +183,7 @@ def evaluate_pose3d_checkpoint(
     workers: int = 0,
     result_path: str | Path | None = None,
     int8_calibration: str | Path | None = None,
+    flip: bool = False,
 ) -> dict[str, float]:
     """A Stage I (+ II) checkpoint alone -> the metrics of `evaluate_people3d` on a MuCo/MuPoTS
     or synthetic val set; under torchrun the images are sharded (metrics identical on every rank;
@@ -189,7 +193,8 @@ def evaluate_pose3d_checkpoint(
     ema: the EMA weights; readout_only: ignore Stage II (3D from the location maps alone); the
     2D AP is added when val_json is COCO-format and written (rank 0) to result_path if given.
     int8_calibration: a folder of images; Stage I then runs int8 on the CPU, quantized on them
-    (`tools/quantize.py`; Stage II stays fp32, it is a few small linear layers per person)."""
+    (`tools/quantize.py`; Stage II stays fp32, it is a few small linear layers per person).
+    flip: flip test (each image's maps averaged with its mirror image's)."""
     obj = read_checkpoint(checkpoint)
     model = load_model(checkpoint)
     if "xnect3d" not in model.heads:
@@ -240,6 +245,7 @@ def evaluate_pose3d_checkpoint(
         coco=coco_or_none(val_json),
         result_path=Path(result_path) if result_path else None,
         match_distance=float((experiment.get("eval") or {}).get("match_distance", 0.5)),
+        flip=flip,
     )
     return {**metrics, "images": float(len(dataset))}
 
