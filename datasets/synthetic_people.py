@@ -5,7 +5,8 @@ downward tilt) and 1..max_people articulated bodies (`synthetic_body`) standing 
 several depths, rendered back to front with shading (`synthetic_render`), so people occlude each
 other and themselves. Written as images/NNNNNN.jpg + one json:
 - annotations: COCO's 17 keypoints (v = 2 visible, 1 occluded by a person or limb, 0 outside the
-  image; all 0 for a person with under MIN_LABELLED_AREA visible pixels or under
+  image; face points (nose, eyes, ears) only when visible, else 0, as COCO's annotators label
+  them; all 0 for a person with under MIN_LABELLED_AREA visible pixels or under
   MIN_VISIBLE_KEYPOINTS visible keypoints, as COCO leaves such people unlabelled),
   num_keypoints, area and bbox of the visible pixels, RLE segmentation, iscrowd 0, and
   "keypoints_3d": the 21 XNect joints (DESIGN.md section 4) in camera coordinates (mm);
@@ -63,6 +64,9 @@ _COCO_SOURCES = [("face", i) for i in range(5)] + [("joint", J[name]) for name i
 MIN_LABELLED_AREA = 256
 MIN_VISIBLE_KEYPOINTS = 3
 MAX_OVERLAP = 0.3
+# Version of the labelling rules, stored with each set's generator arguments so that a set written
+# under older rules is rewritten. 2: hidden face points are unlabelled (v = 0), not v = 1.
+LABEL_RULES = 2
 # People stand this far from the camera (metres, log-uniform): a 1.7 m person at f = 0.9 x width
 # spans 0.6 (2.5 m) to 0.15 (10 m) of the image width in height.
 DEPTH_RANGE = (2.5, 10.0)
@@ -142,7 +146,13 @@ def project(points: np.ndarray, camera: dict) -> np.ndarray:
 
 def coco_keypoints(person: dict, index: int, labels: np.ndarray) -> np.ndarray:
     """(17, 3) COCO (x, y, v): v = 2 if this person's own part is on top at the keypoint (and a
-    face point faces the camera), 1 if hidden, 0 (and x = y = 0) outside the image."""
+    face point faces the camera), 1 if hidden, 0 (and x = y = 0) outside the image.
+
+    Hidden face points (nose, eyes, ears) get 0, not 1: COCO labels these surface features only
+    where they can be seen (in ../shared/data/coco_sample 1 of 46 labelled face points is v = 1;
+    under this generator's earlier rule 660 of 977 were, mostly the faces of people turned away).
+    OKS tolerates 2-4 px on a face point of a person 100 px tall, far less than a network can
+    guess a face it cannot see, so such labels only measured, and trained, guessing."""
     height, width = labels.shape
     out = np.zeros((17, 3), np.float32)
     head = person["joints"][J["head"]]
@@ -155,7 +165,8 @@ def coco_keypoints(person: dict, index: int, labels: np.ndarray) -> np.ndarray:
         visible = label // 32 == index and label % 32 in KEYPOINT_OWNERS[k]
         if source == "face":
             visible &= facing_camera(person["face"][i], head) > (0.15 if i < 3 else -0.25)
-        out[k] = (uv[0], uv[1], 2 if visible else 1)
+        if visible or source != "face":
+            out[k] = (uv[0], uv[1], 2 if visible else 1)
     return out
 
 
@@ -280,6 +291,7 @@ def generator_params(
         "size": [int(v) for v in size],
         "max_people": int(max_people),
         "depth_range": [float(v) for v in depth_range],
+        "label_rules": LABEL_RULES,
     }
 
 

@@ -40,7 +40,7 @@ def test_coco_format_and_3d_ground_truth(synthetic):
     assert tuple(category["keypoints"]) == COCO17_NAMES
     assert tuple(category["keypoints_3d"]) == JOINTS21_NAMES
     images = {image["id"]: image for image in data["images"]}
-    visible = occluded = 0
+    visible = occluded = face_visible = 0
     for ann in data["annotations"]:
         keypoints = np.array(ann["keypoints"], np.float64).reshape(17, 3)
         joints = np.array(ann["keypoints_3d"])
@@ -56,7 +56,11 @@ def test_coco_format_and_3d_ground_truth(synthetic):
                 np.testing.assert_allclose(uv, keypoints[coco, :2], atol=0.05)
         visible += int((keypoints[:, 2] == 2).sum())
         occluded += int((keypoints[:, 2] == 1).sum())
+        # face points are labelled only where seen, as in COCO (never "labelled but hidden")
+        assert not (keypoints[:5, 2] == 1).any() and not keypoints[:5][keypoints[:5, 2] == 0].any()
+        face_visible += int((keypoints[:5, 2] == 2).sum())
     assert visible > 50 and occluded > 10  # people and limbs do hide each other
+    assert face_visible > 10
     assert len(data["annotations"]) > len(data["images"])  # several people per image
 
 
