@@ -14,6 +14,7 @@ import yaml
 from conftest import pose_data_section
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from selecsls.datasets.synthetic_people import LABEL_RULES
 from selecsls.tools._cli import run_cli
 from selecsls.tools.engine.experiment import load_experiment
 from selecsls.tools.train import main
@@ -188,6 +189,11 @@ def test_synthetic_set_is_rewritten_when_its_settings_change(tmp_path):
     changed = prepare("data.synthetic_depth=[2.0,3.0]")
     assert changed["depth_range"] == [2.0, 3.0] != first["depth_range"]
     assert train_json.stat().st_mtime_ns != stamp
+    # a set written under older labelling rules (no label_rules recorded) is rewritten too
+    data = json.loads(train_json.read_text())
+    del data["info"]["generator"]["label_rules"]
+    train_json.write_text(json.dumps(data))
+    assert prepare("data.synthetic_depth=[2.0,3.0]")["label_rules"] == LABEL_RULES
 
 
 def test_synthetic_splits_need_their_own_folders(tmp_path, capsys):
