@@ -134,6 +134,11 @@ def test_resume_true_continues_in_place_and_options_run(tmp_path):
     trainer.fit()
     rows = list(csv.DictReader((tmp_path / "run" / "summary.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
+    # a fresh run into the same folder starts its own summary, not rows after the old ones
+    task, config = experiment(tmp_path, "run", overrides, optim="adam", workers=1)
+    Trainer(task, config).fit()
+    rows = list(csv.DictReader((tmp_path / "run" / "summary.csv").read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["1"]
 
 
 WRITER = """

@@ -72,6 +72,8 @@ class Trainer:
         self._build_model()
         self.start_epoch, self.best = 0, None
         self._maybe_resume()
+        if self.start_epoch == 0 and info.is_main:
+            self._drop_earlier_summary()
 
     def _build_data(self) -> None:
         cfg, info, task = self.config, self.info, self.task
@@ -154,6 +156,14 @@ class Trainer:
         if self.info.is_main:
             trim_summary(self.out_dir / "summary.csv", self.start_epoch)
         self.log.print(f"resumed from {path} after epoch {self.start_epoch}")
+
+    def _drop_earlier_summary(self) -> None:
+        """A fresh run into an out_dir that holds an earlier run's summary.csv starts its own:
+        appended rows would mix two runs (its checkpoints are replaced as they are written)."""
+        path = self.out_dir / "summary.csv"
+        if path.is_file():
+            path.unlink()
+            self.log.print(f"{path}: an earlier run's, replaced (run.resume=true continues one)")
 
     def fit(self) -> dict[str, float]:
         """Train schedule.epochs epochs (from the resumed one); returns the last metrics."""
