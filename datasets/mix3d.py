@@ -82,10 +82,11 @@ def synthetic_people_3d(folder: str | Path, **kwargs: Any) -> Multi3DDataset:
 class Multi3DPeople(Dataset):
     """The fully 3D-labelled people of a MuCo-format (or synthetic) json, without images: Stage II
     training on ground truth. Item: {"joints3d" (21, 3) camera mm, "points2d" (21, 3) original
-    pixels (x, y, v), "keypoints" (17, 3) COCO (x, y, v; all 0 when the json has none), "camera_f"
-    (2,), "camera_c" (2,)}; `repeats` lists every person that many times per epoch (each copy
-    gets fresh noise in the tools). The COCO keypoints let Stage II train on the same 2D points
-    (nose as the head) that the 2D decoder gives it at inference."""
+    pixels (x, y, v), "keypoints" (17, 3) COCO (x, y, v; all 0 when the json has none),
+    "coco_labelled" () 1.0 when the json has them (COCO-style: face points wherever visible),
+    "camera_f" (2,), "camera_c" (2,)}; `repeats` lists every person that many times per epoch
+    (each copy gets fresh noise in the tools). The COCO keypoints let Stage II train on the same
+    2D points (nose as the head) that the 2D decoder gives it at inference."""
 
     def __init__(self, annotation_file: str | Path, repeats: int = 1) -> None:
         data = read_3d_json(annotation_file)
@@ -98,7 +99,7 @@ class Multi3DPeople(Dataset):
             joints3d, points2d = person_arrays(ann, f, c)
             keypoints = np.asarray(ann.get("keypoints") or [0.0] * 51, np.float64).reshape(17, 3)
             if np.isfinite(joints3d).all():
-                people.append((joints3d, points2d, keypoints, f, c))
+                people.append((joints3d, points2d, keypoints, "keypoints" in ann, f, c))
         self.people = people
         self.repeats = max(int(repeats), 1)
 
@@ -106,11 +107,12 @@ class Multi3DPeople(Dataset):
         return len(self.people) * self.repeats
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        joints3d, points2d, keypoints, f, c = self.people[index % len(self.people)]
+        joints3d, points2d, keypoints, coco_labelled, f, c = self.people[index % len(self.people)]
         values = {
             "joints3d": joints3d,
             "points2d": points2d,
             "keypoints": keypoints,
+            "coco_labelled": float(coco_labelled),
             "camera_f": f,
             "camera_c": c,
         }

@@ -64,6 +64,9 @@ _COCO_SOURCES = [("face", i) for i in range(5)] + [("joint", J[name]) for name i
 MIN_LABELLED_AREA = 256
 MIN_VISIBLE_KEYPOINTS = 3
 MAX_OVERLAP = 0.3
+# A face point (nose, left/right eye, left/right ear) is visible when the cosine between its normal
+# (from the head centre) and the direction to the camera exceeds this: ears show from the side.
+FACE_FACING_MIN = (0.15, 0.15, 0.15, -0.25, -0.25)
 # Version of the labelling rules, stored with each set's generator arguments so that a set written
 # under older rules is rewritten. 2: hidden face points are unlabelled (v = 0), not v = 1.
 LABEL_RULES = 2
@@ -164,7 +167,7 @@ def coco_keypoints(person: dict, index: int, labels: np.ndarray) -> np.ndarray:
         label = int(labels[row, col]) - 1
         visible = label // 32 == index and label % 32 in KEYPOINT_OWNERS[k]
         if source == "face":
-            visible &= facing_camera(person["face"][i], head) > (0.15 if i < 3 else -0.25)
+            visible &= facing_camera(person["face"][i], head) > FACE_FACING_MIN[i]
         if visible or source != "face":
             out[k] = (uv[0], uv[1], 2 if visible else 1)
     return out

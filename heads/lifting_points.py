@@ -9,6 +9,9 @@ points from the person's COCO keypoints through the very same mapping, and falls
 projected joint only where the COCO keypoint is unlabelled (v = 0). The fallback keeps people
 without COCO keypoints usable (MuCo-format data without a "keypoints" field, people too hidden
 to label): for them the head row is still the head centre and the neck the skeleton's neck.
+People whose annotation labels face points wherever they are visible (`face_labelled`: COCO and
+the synthetic set) get no such head fallback: an unlabelled nose is a face turned away or
+hidden, for which the 2D decoder gives no nose and so Stage II no head point.
 
 A random yaw (the tools' Stage II augmentation) moves the person in 3D and re-projects the joints;
 the nose has no 3D joint, so `nose_in_3d` recovers it from its 2D position, the head joint and
@@ -34,10 +37,15 @@ _FACE_PAIRS = tuple(
 )
 
 
-def stage2_points(points2d: np.ndarray, keypoints: np.ndarray | None = None) -> np.ndarray:
+def stage2_points(
+    points2d: np.ndarray,
+    keypoints: np.ndarray | None = None,
+    face_labelled: np.ndarray | None = None,
+) -> np.ndarray:
     """(P, 21, 3) projected joints (x, y, v) and optional (P, 17, 3) COCO keypoints of the same
     people, same pixels -> (P, 21, 3) float64: `coco17_to_joints21_2d(keypoints)` where it is
-    labelled (head = nose, neck = mid-shoulders, as at inference), the projected joint elsewhere."""
+    labelled (head = nose, neck = mid-shoulders, as at inference), the projected joint elsewhere,
+    except the head of `face_labelled` (P,) people, which is the nose or nothing (v = 0)."""
     points = np.asarray(points2d, np.float64).reshape(-1, NUM_JOINTS, 3).copy()
     if keypoints is None:
         return points
@@ -46,6 +54,8 @@ def stage2_points(points2d: np.ndarray, keypoints: np.ndarray | None = None) -> 
         raise ValueError(f"{len(keypoints)} people's COCO keypoints for {len(points)} people")
     mapped = coco17_to_joints21_2d(keypoints).astype(np.float64)
     use = mapped[..., 2] > 0
+    if face_labelled is not None:
+        use[:, _J["head"]] |= np.asarray(face_labelled, bool).reshape(len(points))
     points[use] = mapped[use]
     return points
 

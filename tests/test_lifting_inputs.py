@@ -10,7 +10,8 @@ import torch
 
 from selecsls.datasets.muco import camera_of, person_arrays
 from selecsls.datasets.synthetic_body import pose_body, rot_y, sample_angles, sample_bones
-from selecsls.datasets.synthetic_people import BODY_TO_CAMERA, render_image
+from selecsls.datasets.synthetic_people import BODY_TO_CAMERA, FACE_FACING_MIN, render_image
+from selecsls.datasets.synthetic_render import facing_camera
 from selecsls.heads.codec3d import root_relative
 from selecsls.heads.geometry3d import project
 from selecsls.heads.lifting import build_inputs, inputs_from_ground_truth
@@ -79,6 +80,11 @@ def test_unlabelled_keypoints_fall_back_to_projected_joints():
     mixed = stage2_points(points, keypoints)
     np.testing.assert_array_equal(mixed[0, HEAD], points[0, HEAD])
     np.testing.assert_array_equal(mixed[1], points[1])
+    # labelled COCO-style (face points wherever seen), no nose means a face turned away: the
+    # decoder gives no nose then, so no head point either
+    coco_style = stage2_points(points, keypoints, face_labelled=np.array([True, False]))
+    assert (coco_style[0, HEAD] == 0).all() and (coco_style[1] == mixed[1]).all()
+    np.testing.assert_array_equal(np.delete(coco_style[0], HEAD, 0), np.delete(mixed[0], HEAD, 0))
     shoulders = keypoints[0, [COCO17_NAMES.index(f"{s}_shoulder") for s in ("left", "right")]]
     np.testing.assert_allclose(mixed[0, NECK, :2], shoulders[:, :2].mean(0))
 
@@ -147,8 +153,15 @@ def test_random_yaw_turns_the_nose_with_the_head():
     true[:, 0] = np.cos(angle) * rel[:, 0] + np.sin(angle) * rel[:, 2]
     true[:, 2] = -np.sin(angle) * rel[:, 0] + np.cos(angle) * rel[:, 2]
     true2d = project(true + joints[:, 14], F, C)
-    error = np.linalg.norm(turned_coco[:, NOSE, :2] - true2d, axis=-1)
-    head_centre = np.linalg.norm(turned_points[:, HEAD, :2] - true2d, axis=-1)
+    # a nose the turn takes away from the camera is dropped, as the generator labels noses
+    cosine = np.array([facing_camera(n, h) for n, h in zip(true + joints[:, 14], turned[:, HEAD])])
+    seen = cosine > FACE_FACING_MIN[0]
+    assert 40 < seen.sum() < 160
+    clear = np.abs(cosine - FACE_FACING_MIN[0]) > 0.05  # the nose's 3D place is a few cm off
+    np.testing.assert_array_equal((turned_coco[:, NOSE, 2] > 0)[clear], seen[clear])
+    seen &= turned_coco[:, NOSE, 2] > 0
+    error = np.linalg.norm(turned_coco[seen, NOSE, :2] - true2d[seen], axis=-1)
+    head_centre = np.linalg.norm(turned_points[seen, HEAD, :2] - true2d[seen], axis=-1)
     assert np.percentile(error, 99) < 2.0 and np.median(head_centre) > 3.0, (error, head_centre)
     # the body keypoints sit on the turned joints, so the inputs are made as at inference
     shoulders = [COCO17_NAMES.index(f"{s}_shoulder") for s in ("left", "right")]
@@ -176,6 +189,7 @@ def test_multi3d_people_carries_the_coco_keypoints(tmp_path):
     for item, ann in zip(people, kept):
         expected = np.asarray(ann["keypoints"], np.float32).reshape(17, 3)
         np.testing.assert_allclose(item["keypoints"].numpy(), expected)
+        assert item["coco_labelled"] == 1.0
     batch = default_collate([people[i] for i in range(len(people))])
     settings = {"yaw": 0.0, **NO_NOISE}
     torch.manual_seed(0)

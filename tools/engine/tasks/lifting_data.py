@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from selecsls.datasets.synthetic_people import FACE_FACING_MIN
+from selecsls.datasets.synthetic_render import facing_camera
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.heads.codec3d import Pose3DCodec
 from selecsls.heads.geometry3d import project
@@ -16,7 +18,7 @@ from selecsls.heads.lifting import inputs_from_ground_truth, lift_people, liftin
 from selecsls.heads.lifting_points import nose_in_3d, turned_keypoints
 from selecsls.heads.metrics3d import Pose3DEvaluator
 from selecsls.heads.pose3d import stage2_training_pairs
-from selecsls.heads.skeletons import JOINTS21_ROOT, coco17_to_joints21_2d
+from selecsls.heads.skeletons import JOINTS21_NAMES, JOINTS21_ROOT, coco17_to_joints21_2d
 
 from .pose3d_eval import summary
 
@@ -28,7 +30,8 @@ def ground_truth_batch(people: dict[str, torch.Tensor], data: dict[str, Any]) ->
     `lifting_targets`' tensors}: each person turned by a random yaw (data.yaw), then Stage I
     outputs simulated with noise (data.noise2d, noise_near, noise_far, drop). With the people's
     COCO "keypoints" (B, 17, 3) the 2D points are made as at inference (head = nose; see
-    `heads.lifting_points`); without them the head point is the head centre."""
+    `heads.lifting_points`); without them the head point is the head centre. "coco_labelled"
+    (B,) marks people labelled COCO-style (face points wherever visible): no nose, no head point."""
     rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
     joints = people["joints3d"].numpy().astype(np.float64)
     points = people["points2d"].numpy().astype(np.float64)
@@ -38,7 +41,8 @@ def ground_truth_batch(people: dict[str, torch.Tensor], data: dict[str, Any]) ->
     f, c = people["camera_f"].numpy(), people["camera_c"].numpy()
     joints, points, keypoints = random_yaw(joints, points, f, c, data["yaw"], rng, keypoints)
     noise = {k: data[k] for k in NOISE_KEYS}
-    inputs = inputs_from_ground_truth(joints, points, rng, keypoints, **noise)
+    face_labelled = people["coco_labelled"].numpy() > 0 if "coco_labelled" in people else None
+    inputs = inputs_from_ground_truth(joints, points, rng, keypoints, face_labelled, **noise)
     out = {k: torch.from_numpy(v) for k, v in lifting_targets(joints).items()}
     return {"inputs": torch.from_numpy(inputs), **out}
 
@@ -55,7 +59,8 @@ def random_yaw(
     """Turn each (B, 21, 3) camera-mm pose about the vertical through its pelvis by up to
     +-degrees and re-project its (B, 21, 3) 2D points with its camera f, c (B, 2): a new view of
     the same pose, consistent in 2D and 3D. COCO keypoints (B, 17, 3), if given, are turned too
-    (the nose placed in 3D by `lifting_points.nose_in_3d`, turned with the head); returns
+    (the nose placed in 3D by `lifting_points.nose_in_3d`, turned with the head, and dropped
+    when the turn takes the face away from the camera, as the generator labels noses); returns
     (joints, points, keypoints)."""
     if degrees <= 0:
         return joints, points, keypoints
@@ -74,9 +79,10 @@ def random_yaw(
     joints, nose = turned[:, :-1], turned[:, -1]
     points = points.copy()
     nose2d = np.full((len(joints), 2), np.nan)
+    head = joints[:, JOINTS21_NAMES.index("head")]
     for b in range(len(joints)):
         points[b, :, :2] = project(joints[b], f[b], c[b])
-        if nose[b, 2] > 0:
+        if nose[b, 2] > 0 and facing_camera(nose[b], head[b]) > FACE_FACING_MIN[0]:
             nose2d[b] = project(nose[b], f[b], c[b])
     points[..., 2] = (points[..., 2] > 0) & (joints[..., 2] > 0)
     if keypoints is not None:
@@ -129,8 +135,11 @@ def evaluate_lifting(net: nn.Module, loader: Any, data: dict, seed: int) -> dict
             if not keep.any():
                 continue
             keypoints = batch["keypoints"][n].numpy()[keep]
+            face_labelled = batch["coco_labelled"][n].numpy()[keep]
             rng = np.random.default_rng([seed, int(image_id)])
-            inputs = inputs_from_ground_truth(joints[keep], points[keep], rng, keypoints, **noise)
+            inputs = inputs_from_ground_truth(
+                joints[keep], points[keep], rng, keypoints, face_labelled, **noise
+            )
             poses = lift_people(net, inputs)
             evaluator.add_image(poses, points[keep], joints[keep], points[keep])
     return {f"lift_{k}": v for k, v in summary(evaluator).items()}
