@@ -27,6 +27,7 @@ def pose2d_losses(
     targets: dict[str, torch.Tensor],
     paf_weight: float = 1.0,
     heatmap_fg_weight: float = 0.0,
+    paf_fg_weight: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Masked squared error summed over cells and channels, halved, averaged over the batch.
 
@@ -43,6 +44,8 @@ def pose2d_losses(
     are learned otherwise count for little beside the background. Measured on the synthetic
     quickstart from scratch (docs/pose2d.md, "Third sweep"): w = 5-10 gave 2-3x the AP after 12
     epochs, 1.4x after 24, 1.2x after 48; w = 0 is the plain masked L2 of the reference recipe.
+    paf_fg_weight does the same for the PAFs: both channels of a limb weigh 1 + w * the length of
+    its target vector (1 inside the limb's band, 0 outside).
     """
     mask = targets["mask"]
     losses = {}
@@ -58,6 +61,8 @@ def pose2d_losses(
             weight = mask * targets[CHANNEL_MASKS[key]]
         if key == "heatmaps" and heatmap_fg_weight:
             weight = weight * (1 + heatmap_fg_weight * keypoint_closeness(target))
+        if key == "pafs" and paf_fg_weight:
+            weight = weight * (1 + paf_fg_weight * limb_closeness(target))
         error = (prediction.float() - target.float()).square() * weight
         losses[key[:-1] + "_loss"] = error.sum() / (2 * prediction.shape[0])
     losses["loss"] = losses["heatmap_loss"] + paf_weight * losses["paf_loss"]
@@ -71,6 +76,14 @@ def keypoint_closeness(heatmaps: torch.Tensor) -> torch.Tensor:
     closeness = heatmaps.float().clone()
     closeness[:, -1] = 1 - closeness[:, -1]
     return closeness
+
+
+def limb_closeness(pafs: torch.Tensor) -> torch.Tensor:
+    """(N, 2L, h, w) target PAFs -> (N, 2L, h, w): each limb's target vector length, in [0, 1]
+    (averaged overlapping limbs are shorter), repeated for its x and y channels."""
+    n, channels, h, w = pafs.shape
+    length = pafs.float().reshape(n, channels // 2, 2, h, w).norm(dim=2, keepdim=True)
+    return length.expand(n, channels // 2, 2, h, w).reshape(n, channels, h, w)
 
 
 def keypoint_masks(

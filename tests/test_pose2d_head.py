@@ -117,15 +117,27 @@ def test_joints21_tree_and_generator_agree():
     assert len(sk.STAGE2_JOINTS) == 14
 
 
+def line_person(x: tuple[float, float], y: tuple[float, float]) -> np.ndarray:
+    """One person (1, 17, 3): visible keypoints spread along a line from (x0, y0) to (x1, y1)."""
+    person = np.zeros((1, 17, 3), np.float32)
+    person[0, :, 0] = np.linspace(*x, 17)
+    person[0, :, 1] = np.linspace(*y, 17)
+    person[0, :, 2] = 2
+    return person
+
+
+def encoded_with_random_outputs(person: np.ndarray, size: tuple[int, int]) -> tuple[dict, dict]:
+    """(targets, outputs): the codec's batch-of-one targets and random maps of their shapes."""
+    targets = {k: torch.from_numpy(v)[None] for k, v in Pose2DCodec().encode(person, size).items()}
+    return targets, {k: torch.rand_like(targets[k]) for k in ("heatmaps", "pafs")}
+
+
 def test_masked_l2_loss_and_a_few_steps_lower_it():
     from selecsls.heads.loss2d import pose2d_losses
 
     torch.manual_seed(0)
     codec = Pose2DCodec()
-    person = np.zeros((1, 17, 3), np.float32)
-    person[0, :, 0] = np.linspace(12, 50, 17)
-    person[0, :, 1] = np.linspace(10, 54, 17)
-    person[0, :, 2] = 2
+    person = line_person((12, 50), (10, 54))
     ignore = np.zeros((64, 64), np.uint8)
     ignore[:, 48:] = 1
     targets = {
@@ -162,13 +174,8 @@ def test_foreground_weight_scales_cells_near_keypoints():
     from selecsls.heads.loss2d import pose2d_losses
 
     torch.manual_seed(0)
-    codec = Pose2DCodec()
-    person = np.zeros((1, 17, 3), np.float32)
-    person[0, :, 0] = np.linspace(8, 30, 17)  # top-left corner of a 128x128 input
-    person[0, :, 1] = np.linspace(6, 36, 17)
-    person[0, :, 2] = 2
-    targets = {k: torch.from_numpy(v)[None] for k, v in codec.encode(person, (128, 128)).items()}
-    outputs = {k: torch.rand_like(targets[k]) for k in ("heatmaps", "pafs")}
+    # a person in the top-left corner of a 128x128 input
+    targets, outputs = encoded_with_random_outputs(line_person((8, 30), (6, 36)), (128, 128))
     plain = pose2d_losses(outputs, targets)
     weighted = pose2d_losses(outputs, targets, heatmap_fg_weight=4.0)
     heatmaps = targets["heatmaps"]
@@ -187,3 +194,19 @@ def test_foreground_weight_scales_cells_near_keypoints():
     delta_plain = pose2d_losses(moved, targets)["loss"] - plain["loss"]
     delta_weighted = pose2d_losses(moved, targets, heatmap_fg_weight=4.0)["loss"] - weighted["loss"]
     torch.testing.assert_close(delta_weighted, delta_plain)
+
+
+def test_paf_foreground_weight_scales_cells_inside_limbs():
+    from selecsls.heads.loss2d import limb_closeness, pose2d_losses
+
+    torch.manual_seed(0)
+    targets, outputs = encoded_with_random_outputs(line_person((20, 100), (10, 110)), (128, 128))
+    plain = pose2d_losses(outputs, targets)
+    weighted = pose2d_losses(outputs, targets, paf_fg_weight=3.0)
+    closeness = limb_closeness(targets["pafs"])
+    # both channels of a limb share its band; inside it a unit vector: closeness 1
+    assert torch.equal(closeness[:, 0::2], closeness[:, 1::2])
+    assert closeness.max() == pytest.approx(1.0, abs=1e-5) and (closeness == 0).any()
+    error = (outputs["pafs"] - targets["pafs"]).square() * targets["mask"]
+    torch.testing.assert_close(weighted["paf_loss"], (error * (1 + 3.0 * closeness)).sum() / 2)
+    torch.testing.assert_close(weighted["heatmap_loss"], plain["heatmap_loss"])

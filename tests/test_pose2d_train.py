@@ -143,6 +143,8 @@ def test_missing_folder_and_bad_size_are_config_errors(tmp_path, synthetic, caps
     assert "data.input_size" in capsys.readouterr().err
     assert train([str(config), "loss.heatmap_fg_weight=-1", *FAST]) == 2
     assert "loss.heatmap_fg_weight must be >= 0, got -1" in capsys.readouterr().err
+    assert train([str(config), "loss.paf_fg_weight=-2", *FAST]) == 2
+    assert "loss.paf_fg_weight must be >= 0, got -2" in capsys.readouterr().err
 
 
 def test_imagenet_weights_initialise_the_backbone_only(tmp_path):

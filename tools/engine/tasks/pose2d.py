@@ -81,6 +81,9 @@ SCHEMA: Schema = {
         "heatmap_fg_weight": Field(
             0.0, "float", help="heatmap cells weigh 1 + this x closeness to a keypoint (0: plain)"
         ),
+        "paf_fg_weight": Field(
+            0.0, "float", help="PAF cells weigh 1 + this x their target's length (0: plain)"
+        ),
     },
     "eval": {
         "previews": Field(4, "int", help="val images drawn into TensorBoard per evaluation"),
@@ -147,7 +150,7 @@ class Pose2DTask(Task):
                 f"stride-8 maps from the stride-16 backbone (got {self.codec.stride}, "
                 f"{self.codec.size_divisor})"
             )
-        for key in ("paf_weight", "heatmap_fg_weight"):
+        for key in ("paf_weight", "heatmap_fg_weight", "paf_fg_weight"):
             if self.config["loss"][key] < 0:
                 raise ValueError(f"loss.{key} must be >= 0, got {self.config['loss'][key]}")
         weights = model["weights"]
@@ -270,7 +273,7 @@ class Pose2DTask(Task):
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         outputs = model(batch["images"])
         loss = self.config["loss"]
-        return pose2d_losses(outputs, batch, loss["paf_weight"], loss["heatmap_fg_weight"])
+        return pose2d_losses(outputs, batch, **loss2d_options(loss))
 
     def evaluate(
         self,
@@ -286,6 +289,11 @@ class Pose2DTask(Task):
     def preview_images(self, batch: dict[str, Any]) -> torch.Tensor:
         """Training inputs with their augmented ground-truth skeletons drawn."""
         return draw_training_inputs(batch["image"][:8], batch["keypoints"][:8])
+
+
+def loss2d_options(loss: dict[str, Any]) -> dict[str, float]:
+    """The config's loss section -> the keyword arguments of `pose2d_losses`."""
+    return {k: loss[k] for k in ("paf_weight", "heatmap_fg_weight", "paf_fg_weight")}
 
 
 def make_codec(section: dict[str, Any]) -> Pose2DCodec:

@@ -35,7 +35,7 @@ from ..config import Field, Schema, merge_schemas
 from ..distributed import DistInfo
 from .base import EvalContext
 from .pose2d import SCHEMA as POSE2D_SCHEMA
-from .pose2d import Pose2DTask
+from .pose2d import Pose2DTask, loss2d_options
 from .pose2d_preview import add_previews, preview_count
 from .pose3d_data import (
     TARGET_KEYS,
@@ -153,7 +153,7 @@ class Pose3DTask(Pose2DTask):
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         outputs = model(batch["images"])
         loss = self.config["loss"]
-        losses = pose2d_losses(outputs, batch, loss["paf_weight"], loss["heatmap_fg_weight"])
+        losses = pose2d_losses(outputs, batch, **loss2d_options(loss))
         locmap = locmap_loss(outputs["locmaps"].float(), batch["locmaps"], batch["locmap_weights"])
         losses["locmap_loss"] = locmap
         losses["loss"] = losses["loss"] + loss["locmap_weight"] * locmap
