@@ -45,7 +45,9 @@ def pose2d_losses(
     quickstart from scratch (docs/pose2d.md, "Third sweep"): w = 5-10 gave 2-3x the AP after 12
     epochs, 1.4x after 24, 1.2x after 48; w = 0 is the plain masked L2 of the reference recipe.
     paf_fg_weight does the same for the PAFs: both channels of a limb weigh 1 + w * the length of
-    its target vector (1 inside the limb's band, 0 outside).
+    its target vector (1 inside the limb's band, 0 outside). On the 2D quickstart (heatmap w = 10,
+    12 epochs, CPU) it changed nothing beyond run-to-run spread: AP 0.137 at 5, 0.110 at 10,
+    against 0.128 at 0.
     """
     mask = targets["mask"]
     losses = {}
