@@ -170,12 +170,13 @@ def inputs_from_ground_truth(
     `lifting_points.stage2_points`), the projected joints only stand in for unlabelled
     keypoints. Without keypoints the head row is the head centre, ~10 cm from the nose that
     inference feeds: pass them whenever the data has them. face_labelled (P,) bool marks the
-    people whose keypoints label face points wherever visible (see `stage2_points`). The
-    read-out at joint k
-    holds each joint j's root-relative position (metres) plus noise: noise_near (m, sd) where
-    Stage I supervises j's channels at k (k is j or a kinematic neighbour), noise_far elsewhere
-    (Stage I's values there are unsupervised). 2D points get noise of noise2d x the person's 2D
-    size; each joint is dropped (undetected) with probability `drop`; scores are U(0.3, 1).
+    people whose keypoints label face points wherever visible (see `stage2_points`).
+
+    The read-out at joint k holds each joint j's root-relative position (metres) plus noise:
+    noise_near (m, sd) where Stage I supervises j's channels at k (k is j or a kinematic
+    neighbour), noise_far elsewhere (Stage I's values there are unsupervised). 2D points get
+    noise of noise2d x the person's 2D size; each joint is dropped (undetected) with probability
+    `drop`; scores are U(0.3, 1).
     """
     points = stage2_points(points2d, keypoints, face_labelled)
     people = len(points)
