@@ -40,9 +40,6 @@ class Evaluator:
     usage: str
 
 
-FLIP_HELP = "flip test: average the maps of each image and its mirror image (2x the time)"
-
-
 def add_once(group: argparse._ArgumentGroup, name: str, **kwargs: Any) -> None:
     """Add an option unless another evaluator already did: evaluators may share options (the
     pose tasks' --ann, --images, ...), and all groups of a parser share one option table."""
@@ -58,11 +55,17 @@ def add_pose_options(group: argparse._ArgumentGroup, ann_help: str, results_help
     add_once(group, "--results", help=results_help)
     add_once(group, "--max-images", type=int, help="evaluate the json's first N images only")
     add_once(group, "--int8-calibration", **INT8_OPTION)
-    add_once(group, "--flip", action="store_true", help=FLIP_HELP)
+    add_once(
+        group,
+        "--flip",
+        action="store_true",
+        help="flip test: average the maps of each image and its mirror image (2x the time)",
+    )
 
 
 def variant_label(args: argparse.Namespace) -> str:
-    """ " (EMA)", " (int8)", " (flip test)" as they apply: how the figures printed were obtained."""
+    """The suffix naming how the printed figures were obtained: " (EMA)", " (int8)", " (flip
+    test)", as they apply."""
     parts = [("EMA", args.ema), ("int8", args.int8_calibration), ("flip test", args.flip)]
     return "".join(f" ({name})" for name, used in parts if used)
 
