@@ -7,14 +7,14 @@ from functools import partial
 
 from torch import nn
 
-from .selecsls import STAGE_TABLES, SelecSLS
+from .selecsls import STAGE_TABLES, SelecSLS, scale_blocks
 
 
-def _selecsls(name: str) -> SelecSLS:
-    return SelecSLS(name, STAGE_TABLES[name])
+def _selecsls(name: str, width: float = 1.0) -> SelecSLS:
+    return SelecSLS(name, scale_blocks(STAGE_TABLES[name], width))
 
 
-BACKBONES: dict[str, Callable[[], nn.Module]] = {
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
     name: partial(_selecsls, name) for name in STAGE_TABLES
 }
 
@@ -31,6 +31,7 @@ def canonical_name(name: str) -> str:
     return key
 
 
-def build_backbone(name: str) -> SelecSLS:
-    """Build a randomly initialised backbone by name (any spelling `canonical_name` accepts)."""
-    return BACKBONES[canonical_name(name)]()
+def build_backbone(name: str, width: float = 1.0) -> SelecSLS:
+    """Build a randomly initialised backbone by name (any spelling `canonical_name` accepts);
+    `width` scales every block's channels (`scale_blocks`; 1.0 is the seed's network)."""
+    return BACKBONES[canonical_name(name)](width=width)

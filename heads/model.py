@@ -55,13 +55,16 @@ class Model(nn.Module):
 def build_model(config: dict[str, Any]) -> Model:
     """Build from {"backbone": name, "heads": {head_name: {kwarg: value}}, "fused": bool}.
 
+    "backbone_width" (default 1.0) scales the backbone's channels (`backbones.scale_blocks`);
+    the heads take their input widths from the backbone's declared features.
+
     "fused": true builds the BN-folded layout (`selecsls.backbones.fusion`), whose weights then
     come from a checkpoint; "pruned": {...} (from `selecsls.heads.prune`) then narrows it to the
     stored pruned widths. Unknown head names and arguments raise ValueError naming the choices.
     """
     config = copy.deepcopy(config)
     config["backbone"] = canonical_name(config["backbone"])
-    backbone = build_backbone(config["backbone"])
+    backbone = build_backbone(config["backbone"], float(config.get("backbone_width", 1.0)))
     heads = {}
     for name, kwargs in (config.get("heads") or {}).items():
         if name not in HEADS:

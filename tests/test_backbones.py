@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import ALL_CONFIGS, randomize_bn
 
-from selecsls.backbones import BACKBONES, build_backbone, canonical_name
-from selecsls.heads import build_classifier, build_model, convert_keys
+from selecsls.backbones import BACKBONES, STAGE_TABLES, build_backbone, canonical_name
+from selecsls.backbones.selecsls import scale_blocks
+from selecsls.heads import build_classifier, build_model, convert_keys, load_model, save_model
 
 SEED_PARAMS = {
     "selecsls42": 30_354_952,
@@ -55,6 +56,34 @@ def test_feature_contract(name):
             assert spec.stride == int(key.removeprefix("stride"))
             expected = (2, spec.channels, -(-height // spec.stride), -(-width // spec.stride))
             assert tuple(feats[key].shape) == expected, key
+
+
+def test_width_scales_every_block_and_the_heads_follow(tmp_path):
+    table = STAGE_TABLES["selecsls42b"]
+    assert scale_blocks(table, 1.0) == table
+    half = build_backbone("selecsls42b", width=0.5).eval()
+    assert {k: s.channels for k, s in half.feature_specs.items()} == {
+        "stride4": 64,
+        "stride8": 144,
+        "stride16": 240,
+    }
+    rows = scale_blocks(table, 0.5)  # every width a multiple of 8, the stem's 32 kept
+    assert all(c % 8 == 0 for row in rows for c in row[1:4]) and rows[0][0] == 32
+    assert half.features[0].conv1[0].in_channels == 32
+    full = build_backbone("selecsls42b")
+    ratio = sum(p.numel() for p in half.parameters()) / sum(p.numel() for p in full.parameters())
+    assert 0.2 < ratio < 0.3, ratio  # about width squared
+    model = build_model(
+        {"backbone": "selecsls42b", "backbone_width": 0.5, "heads": {"xnect2d": {}}}
+    )
+    with torch.no_grad():
+        out = model.eval()(torch.randn(1, 3, 64, 80))
+    assert out["heatmaps"].shape == (1, 19, 8, 10) and out["pafs"].shape == (1, 38, 8, 10)
+    loaded = load_model(save_model(model, tmp_path / "narrow.pt"))  # the width travels along
+    assert loaded.config["backbone_width"] == 0.5
+    for bad in (0.0, -1.0, 5.0):
+        with pytest.raises(ValueError, match="backbone width must be in"):
+            build_backbone("selecsls42b", width=bad)
 
 
 def test_name_spellings_and_unknown_name():

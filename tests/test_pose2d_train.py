@@ -56,7 +56,7 @@ def synthetic_config(tmp_path: Path, root: Path) -> Path:
 
 def test_synthetic_training_lowers_loss_and_evaluates(tmp_path, synthetic):
     config = synthetic_config(tmp_path, synthetic)
-    assert train([str(config), *FAST]) == 0
+    assert train([str(config), "model.width=0.5", *FAST]) == 0  # the quickstarts' width
     out_dir = tmp_path / "run"
     rows = read_summary(out_dir)
     assert len(rows) == 3
@@ -74,6 +74,7 @@ def test_synthetic_training_lowers_loss_and_evaluates(tmp_path, synthetic):
     # the codec settings land where the demo and the export read them
     assert checkpoint["experiment"]["codec"]["sigma"] == 7.0
     assert checkpoint["config"]["heads"] == {"xnect2d": {}}
+    assert checkpoint["config"]["backbone_width"] == 0.5  # eval, demo and export rebuild it
     # the previews are in the engine's own event file, at the step of the val scalars
     (events,) = (out_dir / "tb").glob("events.out.tfevents.*")
     found = EventAccumulator(str(events), size_guidance={"images": 0})
@@ -145,6 +146,10 @@ def test_missing_folder_and_bad_size_are_config_errors(tmp_path, synthetic, caps
     assert "loss.heatmap_fg_weight must be >= 0, got -1" in capsys.readouterr().err
     assert train([str(config), "loss.paf_fg_weight=-2", *FAST]) == 2
     assert "loss.paf_fg_weight must be >= 0, got -2" in capsys.readouterr().err
+    assert train([str(config), "model.width=0", *FAST]) == 2
+    assert "model.width must be in (0, 4], got 0" in capsys.readouterr().err
+    assert train([str(config), "model.width=0.5", "model.weights=selecsls42b.timm", *FAST]) == 2
+    assert "published weights are for model.width 1, not 0.5" in capsys.readouterr().err
 
 
 def test_imagenet_weights_initialise_the_backbone_only(tmp_path):

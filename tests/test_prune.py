@@ -191,11 +191,11 @@ def test_head_without_pruner_stays_exact(monkeypatch, tmp_path) -> None:
     assert torch.equal(outputs(loaded, ODD_SIZE)["b"], outputs(pruned, ODD_SIZE)["b"])
 
 
-@pytest.mark.parametrize("head", ["xnect2d", "xnect3d"])
-def test_pose_heads_absorb_constants(head: str, tmp_path) -> None:
+@pytest.mark.parametrize("head, width", [("xnect2d", 1.0), ("xnect3d", 1.0), ("xnect2d", 0.5)])
+def test_pose_heads_absorb_constants(head: str, width: float, tmp_path) -> None:
     if head not in HEADS:
         pytest.skip(f"no {head} head")
-    config = {"backbone": "selecsls60", "heads": {head: {}}}
+    config = {"backbone": "selecsls60", "backbone_width": width, "heads": {head: {}}}
     source = sparsify(build_model(config), seed=6)
     pruned = prune_model(source)
     assert relative_error(outputs(source, ODD_SIZE), outputs(pruned, ODD_SIZE)) < 1e-4

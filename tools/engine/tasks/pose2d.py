@@ -20,6 +20,7 @@ from torch import nn
 
 from selecsls.backbones import canonical_name
 from selecsls.backbones.hub import is_published
+from selecsls.backbones.selecsls import MAX_WIDTH
 from selecsls.datasets.augment import EvalResize, TrainAugment
 from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints, collate_pose
 from selecsls.datasets.synthetic_people import DEPTH_RANGE, generate, generator_params
@@ -41,6 +42,7 @@ SCHEMA: Schema = {
         "weights": Field(
             None, "str", optional=True, help="ImageNet file/published name (backbone part used)"
         ),
+        "width": Field(1.0, "float", help="x every backbone block's channels (1: the seed's)"),
     },
     # Pose2DCodec's fields, one for one (stride 8 / size_divisor 16 are fixed by the head).
     "codec": {
@@ -117,6 +119,31 @@ def train_augment(data: dict, input_size: tuple[int, int], seed: int) -> TrainAu
     )
 
 
+def pose_model_config(model: dict[str, Any], head: str) -> dict[str, Any]:
+    """build_model's config from a pose config's model section: backbone, width, one head."""
+    config: dict[str, Any] = {"backbone": canonical_name(model["backbone"]), "heads": {head: {}}}
+    if model["width"] != 1:  # checkpoints of the seed's widths keep their earlier config
+        config["backbone_width"] = float(model["width"])
+    return config
+
+
+def check_model_section(model: dict[str, Any]) -> None:
+    """ValueError naming the key: an unknown backbone, a width out of range, or published
+    ImageNet weights asked for a narrowed backbone (they exist for width 1 only)."""
+    try:
+        canonical_name(model["backbone"])
+    except ValueError as err:
+        raise ValueError(f"model.backbone: {err}") from None
+    width = model["width"]
+    if not 0 < width <= MAX_WIDTH:
+        raise ValueError(f"model.width must be in (0, {MAX_WIDTH:g}], got {width:g}")
+    if model["weights"] and width != 1 and is_published(model["weights"]):
+        raise ValueError(
+            f"model.weights={model['weights']}: published weights are for model.width 1, "
+            f"not {width}"
+        )
+
+
 def parse_size(text: str, key: str) -> tuple[int, int]:
     """'368x368' (W x H) -> (368, 368); ValueError naming the config key."""
     return parse_cli_size(text, key, minimum=32)
@@ -140,10 +167,7 @@ class Pose2DTask(Task):
 
     def check(self) -> None:
         data, model = self.config["data"], self.config["model"]
-        try:
-            canonical_name(model["backbone"])
-        except ValueError as err:
-            raise ValueError(f"model.backbone: {err}") from None
+        check_model_section(model)
         if self.codec.stride != 8 or self.codec.size_divisor != 16:
             raise ValueError(
                 "codec.stride must be 8 and codec.size_divisor 16: the xnect2d head predicts "
@@ -215,8 +239,7 @@ class Pose2DTask(Task):
             )
 
     def build_model(self) -> nn.Module:
-        backbone = canonical_name(self.config["model"]["backbone"])
-        model = build_model({"backbone": backbone, "heads": {"xnect2d": {}}})
+        model = build_model(pose_model_config(self.config["model"], "xnect2d"))
         if self.config["model"]["weights"]:
             load_pose_backbone(model, self.config["model"]["weights"])
         return model

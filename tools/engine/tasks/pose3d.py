@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from selecsls.backbones import canonical_name
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads import build_model
 from selecsls.heads.codec3d import locmap_loss
@@ -35,7 +34,7 @@ from ..config import Field, Schema, merge_schemas
 from ..distributed import DistInfo
 from .base import EvalContext
 from .pose2d import SCHEMA as POSE2D_SCHEMA
-from .pose2d import Pose2DTask, loss2d_options
+from .pose2d import Pose2DTask, loss2d_options, pose_model_config
 from .pose2d_preview import add_previews, preview_count
 from .pose3d_data import (
     TARGET_KEYS,
@@ -118,8 +117,7 @@ class Pose3DTask(Pose2DTask):
             raise ValueError("codec.sigma3d and codec.unit3d must be positive")
 
     def build_model(self) -> nn.Module:
-        backbone = canonical_name(self.config["model"]["backbone"])
-        model = build_model({"backbone": backbone, "heads": {"xnect3d": {}}})
+        model = build_model(pose_model_config(self.config["model"], "xnect3d"))
         if self.config["model"]["weights"]:
             load_stage1_weights(model, self.config["model"]["weights"])
         return model
