@@ -268,7 +268,9 @@ def test_torchrun_two_processes_share_weights_and_count_each_val_image_once(tmp_
     eval_main(
         [str(ckpt), "--data", str(root / "val"), "--workers", "0", "--dump-logits", str(single)]
     )
-    np.testing.assert_allclose(np.load(single), rows, rtol=1e-4, atol=1e-4)
+    # fp32 in other batch sizes and thread counts: rounding scales with the largest logits
+    # (after two steps some reach ~300), so the tolerance does too
+    np.testing.assert_allclose(np.load(single), rows, rtol=0, atol=1e-5 * np.abs(rows).max())
 
 
 def test_torchrun_rank_with_only_unreadable_images_keeps_step(tmp_path):
