@@ -349,3 +349,17 @@ def test_fp16_grad_scaler_path_trains_and_resumes(tmp_path):
     )
     resumed = Trainer(task, config)
     assert resumed.start_epoch == 1 and resumed.scaler.get_scale() == scale
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_resolves_for_the_machine(tmp_path, monkeypatch, capsys, native):
+    from selecsls.tools.engine import amp
+
+    monkeypatch.setattr(amp, "cpu_has_bf16", lambda: native)
+    task, config = experiment(tmp_path, "auto", ["run.amp=auto"])
+    trainer = Trainer(task, config)
+    assert trainer.amp_dtype == (torch.bfloat16 if native else None)
+    assert f"run.amp=auto: {'bf16' if native else 'none'} on cpu" in capsys.readouterr().out
+    task, config = experiment(tmp_path, "bf16", ["run.amp=bf16"])
+    assert Trainer(task, config).amp_dtype == torch.bfloat16  # an explicit choice is kept
+    assert ("AVX-512 BF16 / AMX" in capsys.readouterr().out) != native  # warned where slow

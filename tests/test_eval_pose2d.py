@@ -66,7 +66,9 @@ def val_args(root: Path) -> list[str]:
 def test_cli_reproduces_the_runs_own_evaluation(run, tmp_path, capsys):
     checkpoint = torch.load(run / "run" / "best.pt", weights_only=True)
     results, metrics = tmp_path / "out" / "detections.json", tmp_path / "metrics.json"
+    # bf16 and channels_last, as the run evaluated (without AMX, bf16 results depend on layout)
     argv = [str(run / "run" / "best.pt"), *val_args(run), "--ema", "--amp", "bf16"]
+    argv.append("--channels-last")
     assert evaluate([*argv, "--results", str(results), "--json", str(metrics)]) == 0
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith(" Average")]

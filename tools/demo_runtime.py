@@ -35,6 +35,7 @@ from selecsls.heads import load_model
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.tools.demo_pose3d import LOCMAPS, Pose3DStage, codec3d_from
 from selecsls.tools.deploy import FrozenRunner
+from selecsls.tools.engine.amp import cpu_has_bf16
 
 # A hook for other 3D heads: an output name -> function(outputs of ONE image {name: (C, h, w)},
 # keypoints (P, 17, 3) in original pixels, transform (2, 3) original -> input pixels) returning
@@ -44,14 +45,6 @@ POSE3D_READOUTS: dict[str, Callable[[dict, np.ndarray, np.ndarray], np.ndarray]]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POSE_OUTPUTS = ("heatmaps", "pafs")
-
-
-def cpu_has_bf16() -> bool:
-    """True where bf16 matmuls/convolutions are native (AVX-512 BF16 or AMX), so bf16 is faster."""
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:

@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", action="store_true", help="evaluate the checkpoint's EMA weights")
     p.add_argument("--batch-size", type=int, help="default: 64 (classification), 8 (pose)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--amp", choices=("none", "bf16"), default="none")
+    p.add_argument(
+        "--amp",
+        choices=("none", "bf16", "auto"),
+        default="none",
+        help="auto: bf16 on CPUs with AMX / AVX-512 BF16 and on CUDA, else none",
+    )
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads")

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from selecsls.datasets.imagenet import ImageFolder, collate, read_class_index
 from selecsls.datasets.transforms import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, EvalTransform
+from selecsls.tools.engine.amp import amp_dtype
 from selecsls.tools.engine.distributed import (
     ShardedSampler,
     cleanup,
@@ -114,7 +115,7 @@ def evaluate(args, model, dataset: ImageFolder, settings: dict, info) -> dict[st
         num_workers=args.workers,
         collate_fn=collate,
     )
-    amp = torch.bfloat16 if args.amp == "bf16" else None
+    amp = amp_dtype(args.amp, info.device)
     sums = {"n": 0.0, "top1": 0.0, "top5": 0.0, "loss": 0.0, "skipped": 0.0}
     rows: list[tuple[np.ndarray, np.ndarray]] = []
     start = time.perf_counter()

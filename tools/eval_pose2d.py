@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from selecsls.datasets.augment import EvalResize
 from selecsls.datasets.coco import CocoKeypoints, DatasetError, collate_pose
 from selecsls.tools._cli import parse_size
+from selecsls.tools.engine.amp import amp_dtype
 from selecsls.tools.engine.distributed import ShardedSampler, cleanup, init_distributed
 from selecsls.tools.engine.tasks.pose2d import Pose2DTask
 from selecsls.tools.engine.tasks.pose2d_eval import RESULT_FILE, evaluate_pose2d
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
         model = load_weights(args, checkpoint)
         check_model(model, args.model)
         model = model.to(info.device).eval()
-        amp = torch.bfloat16 if args.amp == "bf16" else None
+        amp = amp_dtype(args.amp, info.device)
         channels_last = args.channels_last
         if args.int8_calibration:  # the int8 graph takes fp32 NCHW input
             model = quantize_for_eval(model, args.int8_calibration, size, info.device)

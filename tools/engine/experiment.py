@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from . import ema, optim
+from .amp import AMP_CHOICES
 from .config import ConfigError, Field, Schema, merge_schemas, read_yaml, resolve
 from .tasks import TASKS, Task
 
@@ -27,7 +28,12 @@ ENGINE_SCHEMA: Schema = {
         "deterministic": Field(False, "bool", help="deterministic kernels (slower)"),
         "device": Field("auto", "choice", ("auto", "cpu", "cuda")),
         "dist_backend": Field("auto", "choice", ("auto", "nccl", "gloo")),
-        "amp": Field("none", "choice", ("none", "bf16", "fp16")),
+        "amp": Field(
+            "none",
+            "choice",
+            AMP_CHOICES,
+            help="auto: bf16 where native (AMX, CUDA), else none/fp16",
+        ),
         "channels_last": Field(True, "bool"),
         "compile": Field(False, "bool", help="torch.compile the training model"),
         "threads": Field(None, "int", optional=True, help="torch CPU threads per process"),

@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from . import checkpointing as ckpt
+from .amp import AMP_DTYPES, resolve_amp, slow_amp_note
 from .config import dump_config
 from .distributed import DistInfo, ShardedSampler, barrier, gather_objects, init_distributed
 from .ema import ModelEma
@@ -30,8 +31,6 @@ from .optim import build_optimizer, build_scheduler
 from .precise_bn import recalibrate_bn
 from .tasks import Task
 from .tasks.base import EvalContext
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def setup_process(config: dict[str, Any]) -> DistInfo:
@@ -66,7 +65,13 @@ class Trainer:
             task.prepare_data()
             dump_config(config, self.out_dir / "config.yaml")
         barrier(info)
-        self.amp_dtype = AMP_DTYPES[run["amp"]]
+        self.amp = resolve_amp(run["amp"], info.device)
+        self.amp_dtype = AMP_DTYPES[self.amp]
+        note = slow_amp_note(self.amp, info.device)
+        if note:
+            self.log.print(f"warning: {note}")
+        elif run["amp"] == "auto":
+            self.log.print(f"run.amp=auto: {self.amp} on {info.device.type}")
         self.channels_last = run["channels_last"]
         self._build_data()
         self._build_model()
@@ -124,7 +129,7 @@ class Trainer:
             self.ema = ModelEma(model, cfg["ema"]["decay"], cfg["ema"]["warmup"])
         self.optimizer = build_optimizer(model, cfg["optim"])
         self.scheduler = build_scheduler(self.optimizer, cfg["schedule"], self.steps_per_epoch)
-        fp16 = cfg["run"]["amp"] == "fp16"
+        fp16 = self.amp == "fp16"
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=fp16)
         train_model: torch.nn.Module = model
         if info.enabled:

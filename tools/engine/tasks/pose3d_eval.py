@@ -39,6 +39,7 @@ from selecsls.heads.weights import load_model
 from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results
 from selecsls.tools.quantize import quantize_for_eval
 
+from ..amp import amp_dtype
 from ..distributed import DistInfo, ShardedSampler, gather_objects, init_distributed
 from .pose3d_data import readout_points
 from .pose3d_preview import Pose3DPreviews
@@ -233,14 +234,13 @@ def evaluate_pose3d_checkpoint(
     def prepare(batch: dict) -> dict:
         return {**batch, "images": normalise_images(batch, info.device, channels_last)}
 
-    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
     metrics = evaluate_people3d(
         model,
         loader,
         prepare,
         (codec2d, codec3d),
         info,
-        amp_dtype,
+        amp_dtype(amp, info.device),
         lifting=lifting,
         coco=coco_or_none(val_json),
         result_path=Path(result_path) if result_path else None,
