@@ -289,3 +289,13 @@ def test_bf16_training_step_updates_weights_in_channels_last():
     assert not torch.equal(before, model.heads.classification.fc.weight)
     with pytest.raises(ValueError, match="fp32 or bf16"):
         measure_train_steps(model, 2, 32, 1, 1, torch.device("cpu"), amp="fp8")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_modes_on_a_cpu_without_bf16_get_a_note(monkeypatch, capsys, native):
+    monkeypatch.setattr(benchmark, "cpu_has_bf16", lambda: native)
+    assert benchmark.main(["--models", "selecsls42b", "--modes", "deploy", "bf16", *TINY]) == 0
+    out = capsys.readouterr().out
+    assert ("note: this CPU has no native bf16 (AVX-512 BF16 / AMX): bf16 run" in out) != native
+    assert benchmark.main(["--models", "selecsls42b", "--modes", "deploy", *TINY]) == 0
+    assert "no native bf16" not in capsys.readouterr().out  # fp32 modes need no note

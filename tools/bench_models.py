@@ -38,6 +38,8 @@ MODES: dict[str, str] = {
     "int8": "post-training int8 (tools/quantize.py, x86 engine; CPU only), calibrated on 2 "
     "random 224x224 images (speed does not depend on the ranges; the demo's --precision int8)",
 }
+# The modes that compute in bf16 on the CPU: fast only with AVX-512 BF16 / AMX.
+BF16_MODES = ("bf16", "compile", "frozen")
 
 
 class BenchmarkError(ValueError):

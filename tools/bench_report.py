@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from selecsls.tools.engine.amp import cpu_has_bf16
+
 from .bench_timing import Case, summarize
 
 
@@ -160,6 +162,7 @@ def machine_info(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
+        "cpu_bf16": cpu_has_bf16(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     if device.type == "cuda":

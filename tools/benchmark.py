@@ -19,8 +19,17 @@ import sys
 import torch
 
 from selecsls.backbones.checkpoint import CheckpointError
+from selecsls.tools.engine.amp import cpu_has_bf16
 
-from .bench_models import MODES, BenchmarkError, OptionalMissing, fold_bn, prepare, resolve_model
+from .bench_models import (
+    BF16_MODES,
+    MODES,
+    BenchmarkError,
+    OptionalMissing,
+    fold_bn,
+    prepare,
+    resolve_model,
+)
 from .bench_report import (
     fastest_table,
     forward_records,
@@ -169,6 +178,12 @@ def run(args: argparse.Namespace) -> dict:
 def _run(args: argparse.Namespace, device: torch.device) -> dict:
     notes: list[str] = []
     entries = resolve_all(args.models, notes)
+    slow = slow_bf16_modes(args, device)
+    if slow:
+        notes.append(
+            f"this CPU has no native bf16 (AVX-512 BF16 / AMX): {', '.join(slow)} run through "
+            "slow fallback kernels here; deploy (fp32) and int8 are its fast modes"
+        )
     labels = [e.label for e in entries]
     baseline = args.baseline if args.baseline.partition("/")[0] in labels else None
     if baseline is None and args.baseline != "resnet50":
@@ -195,6 +210,16 @@ def _run(args: argparse.Namespace, device: torch.device) -> dict:
     payload["machine"]["load_average_end"] = machine_info(device)["load_average"]
     print_tables(payload, args)
     return payload
+
+
+def slow_bf16_modes(args: argparse.Namespace, device: torch.device) -> list[str]:
+    """The requested modes (and bf16 training) that compute in bf16 on a CPU without it."""
+    if device.type != "cpu" or cpu_has_bf16():
+        return []
+    modes = [] if args.train_only else [m for m in args.modes if m in BF16_MODES]
+    if (args.train or args.train_only) and args.train_amp == "bf16":
+        modes.append("--train-amp bf16")
+    return modes
 
 
 def print_tables(payload: dict, args: argparse.Namespace) -> None:
