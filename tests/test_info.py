@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from selecsls.tools import info
 from selecsls.tools._cli import run_cli
 
@@ -16,13 +18,16 @@ def test_table_lists_every_config_with_seed_params():
     assert float(cells[2]) > 0
 
 
-def test_classifies_a_real_image(shared_data, capsys):
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_classifies_a_real_image(shared_data, capsys, monkeypatch, native_bf16):
+    monkeypatch.setattr(info, "cpu_has_bf16", lambda: native_bf16)
     image = shared_data / "imagenet_sample" / "val" / "n02391049" / "n02391049_zebra.JPEG"
     argv = ["--image", str(image), "--model", "selecsls42", "--size", "64", "--no-table"]
     assert run_cli(info.main, argv) == 0
     out = capsys.readouterr().out
     assert "n02391049_zebra.JPEG through selecsls42, random weights" in out
-    assert out.count("%  ") == 5 and "deploy (BN folded, channels_last, bf16)" in out
+    precision = "bf16" if native_bf16 else "fp32"  # the fast path of the CPU at hand
+    assert out.count("%  ") == 5 and f"deploy (BN folded, channels_last, {precision})" in out
 
 
 def test_missing_image_is_a_clear_error(tmp_path, capsys):
