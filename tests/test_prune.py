@@ -11,6 +11,7 @@ from torch import nn
 from selecsls.backbones.prune import KeepRule, PrunedConv2d
 from selecsls.heads import HEADS, build_classifier, build_model, load_model, save_model
 from selecsls.heads.prune import FilledHead, prune_model
+from selecsls.tools import bench_prune
 from selecsls.tools import prune as prune_tool
 from selecsls.tools.bench_prune import zero_gammas
 from selecsls.tools.flops import count_macs, count_params
@@ -258,3 +259,13 @@ def test_prune_tool_end_to_end(tmp_path, capsys) -> None:
     missing = [str(tmp_path / "missing.pth"), "--output", str(out)]
     assert prune_tool.run_cli(prune_tool.main, missing) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_bench_prune_runs_and_notes_slow_bf16(monkeypatch, capsys, native_bf16):
+    monkeypatch.setattr(bench_prune, "cpu_has_bf16", lambda: native_bf16)
+    argv = ["--model", "selecsls42b", "--sizes", "32", "--batches", "1", "--reps", "1"]
+    assert bench_prune.main([*argv, "--modes", "fast"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| fast |")]
+    assert len(rows) == 1 and ("no native bf16" in out) != native_bf16

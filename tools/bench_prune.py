@@ -24,6 +24,7 @@ from torch import nn
 
 from selecsls.heads import build_classifier
 from selecsls.heads.prune import prune_model
+from selecsls.tools.engine.amp import cpu_has_bf16
 
 from ._cli import run_cli
 from .flops import count_macs
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         macs = {name: count_macs(m, (size, size)) / 1e9 for name, m in models.items()}
         print(f"GMACs per image at {size}: " + ", ".join(f"{k} {v:.2f}" for k, v in macs.items()))
+    if "fast" in args.modes and not cpu_has_bf16():
+        print("note: this CPU has no native bf16 (AVX-512 BF16 / AMX): the fast mode's bf16 runs")
+        print("through slow fallback kernels here, so its times are not a deploy figure")
     print()
     print("| mode | size | batch | unpruned ms | fused ms | pruned ms | fused x | pruned x |")
     print("|---|---|---|---|---|---|---|---|")
