@@ -18,6 +18,7 @@ from PIL import Image
 
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.heads import build_classifier, load_model
+from selecsls.tools.engine import amp
 from selecsls.tools.engine.checkpointing import TRAIN_STATE, save_checkpoint
 from selecsls.tools.engine.experiment import load_experiment
 from selecsls.tools.engine.trainer import Trainer
@@ -353,8 +354,6 @@ def test_fp16_grad_scaler_path_trains_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_amp_auto_resolves_for_the_machine(tmp_path, monkeypatch, capsys, native):
-    from selecsls.tools.engine import amp
-
     monkeypatch.setattr(amp, "cpu_has_bf16", lambda: native)
     task, config = experiment(tmp_path, "auto", ["run.amp=auto"])
     trainer = Trainer(task, config)
