@@ -239,7 +239,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--precision",
         default="auto",
         help=f"one of {', '.join(DEMO_PRECISIONS)}; auto: bf16 on CPUs with AMX/AVX-512 BF16, "
-        "fp16 on CUDA; int8: CPU, post-training quantized (about 2x bf16's speed on AMX)",
+        "fp16 on CUDA, else fp32; int8: CPU, post-training quantized (about 2x bf16's speed on "
+        "AMX, no faster than fp32 on an AVX2-only CPU)",
     )
     p.add_argument(
         "--calibration",
