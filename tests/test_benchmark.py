@@ -21,6 +21,7 @@ from selecsls.tools.bench_models import (
     prepare,
     resolve_model,
 )
+from selecsls.tools.bench_report import fastest_table, forward_tables, spread_note
 from selecsls.tools.bench_timing import Case, Progress, measure_forward, summarize
 
 # One thread: on a shared 2-core machine two OpenMP threads can wait on each other for seconds.
@@ -234,6 +235,53 @@ def test_models_are_interleaved_and_rotated():
     )
     assert calls[:9] == list("abcbcacab")
     assert all(len(case.times[(8, b)]) == 3 for case in cases for b in (1, 2))
+
+
+def timed_record(model: str, mode: str, times: list[float]) -> dict:
+    return {"model": model, "mode": mode, "size": 8, "batch": 1, "times_ms": times} | summarize(
+        times
+    )
+
+
+# Two models timed through a slow spell of the machine: selecsls60 doubles, resnet50 grows 1.5x.
+SPELL = [
+    timed_record("selecsls60", "int8", [400.0, 410.0, 800.0, 820.0, 420.0]),
+    timed_record("resnet50", "int8", [1000.0, 1010.0, 1500.0, 1520.0, 1020.0]),
+]
+
+
+def test_stat_min_compares_the_undisturbed_repetitions():
+    _, median_ratios = markdown_tables(forward_tables(SPELL, [8], [1], "resnet50"))
+    assert median_ratios[1] == ["selecsls60/int8", f"{1020 / 420:.2f}x"]
+    text = forward_tables(SPELL, [8], [1], "resnet50", stat="min")
+    assert "minimum over the repetitions" in text and "its min / row min" in text
+    times, ratios = markdown_tables(text)
+    assert times[1] == ["selecsls60/int8", "400.0 +- 46%"]  # spread stays relative to the median
+    assert ratios[1] == ["selecsls60/int8", "2.50x"]
+    fastest = markdown_tables(fastest_table(SPELL, [8], [1], "resnet50", stat="min"))[0]
+    assert fastest[1] == ["selecsls60", "400.0 (int8, 2.50x)"]
+
+
+def test_spread_note_flags_a_run_whose_speed_changed():
+    note = spread_note(SPELL)
+    assert note is not None and note.startswith("2 of 2 cells") and "--stat min" in note
+    steady = [timed_record("resnet50", "int8", [1000.0, 1010.0, 1020.0, 990.0])]
+    assert spread_note(steady) is None
+    assert (
+        spread_note([{"model": "m", "mode": "eager", "size": 8, "batch": 1, "error": "OOM"}])
+        is None
+    )
+
+
+def test_stat_option_from_the_command_line(capsys):
+    argv = ["--models", "selecsls42b", "resnet50", "--stat", "min", *TINY]
+    assert benchmark.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "minimum over the repetitions" in out and "its min / row min" in out
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.main(["--stat", "mean"])
+    assert exit_info.value.code == 2
+    assert "mean" in capsys.readouterr().err
 
 
 def test_summarize_quartiles():

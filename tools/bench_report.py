@@ -59,41 +59,67 @@ def baseline_row(label: str, baseline: str, medians: dict[str, dict]) -> str | N
     return next((row for row in medians if row.partition("/")[0] == baseline), None)
 
 
-def forward_tables(records: list[dict], sizes, batches, baseline: str | None) -> str:
-    """Time table (median ms, +- half the interquartile range in %) and speed-up table."""
-    medians: dict[str, dict] = {}
+STATS = ("median", "min")
+
+
+def forward_tables(
+    records: list[dict], sizes, batches, baseline: str | None, stat: str = "median"
+) -> str:
+    """Time table (`stat` ms, +- half the interquartile range as % of the median) and speed-up
+    table (baseline's `stat` / row's `stat`)."""
+    values: dict[str, dict] = {}
     spread: dict[str, dict] = {}
     for rec in records:
         row = f"{rec['model']}/{rec['mode']}"
         key = (rec["size"], rec["batch"])
-        medians.setdefault(row, {})[key] = rec.get("median_ms")
-        spread.setdefault(row, {})[key] = rec.get("error") or (rec["q3_ms"] - rec["q1_ms"])
+        values.setdefault(row, {})[key] = rec.get(f"{stat}_ms")
+        spread.setdefault(row, {})[key] = rec.get("error") or (
+            (rec["q3_ms"] - rec["q1_ms"]) / 2 / rec["median_ms"]
+        )
     cols = _columns(sizes, batches)
     header = ["model/mode"] + [f"{s}x{s} b{b}" for s, b in cols]
     rows = []
-    for row, cells in medians.items():
+    for row, cells in values.items():
         rows.append([row] + [_time_cell(cells[k], spread[row][k]) for k in cols])
-    text = "ms per forward pass (median; +- half the interquartile range)\n\n" + _table(
+    name = "median" if stat == "median" else "minimum over the repetitions"
+    text = f"ms per forward pass ({name}; +- half the interquartile range)\n\n" + _table(
         header, rows
     )
     if baseline is not None:
         ratio_rows = []
-        for row, cells in medians.items():
-            base = baseline_row(row, baseline, medians)
+        for row, cells in values.items():
+            base = baseline_row(row, baseline, values)
             ratio_rows.append(
-                [row] + [_ratio_cell(medians.get(base, {}).get(k), cells[k]) for k in cols]
+                [row] + [_ratio_cell(values.get(base, {}).get(k), cells[k]) for k in cols]
             )
-        text += f"\n\nspeed-up vs {baseline} (its median / row median; > 1 is faster)\n\n"
+        text += f"\n\nspeed-up vs {baseline} (its {stat} / row {stat}; > 1 is faster)\n\n"
         text += _table(header, ratio_rows)
     return text
 
 
-def fastest_table(records: list[dict], sizes, batches, baseline: str | None) -> str:
-    """Per model, its fastest mode at each column, and the speed-up against the baseline
-    model's fastest mode (the "both in their fastest mode" comparison)."""
+def spread_note(records: list[dict], limit: float = 0.10) -> str | None:
+    """A warning when timings of some cells spread by more than +-`limit` (half the IQR over the
+    median): the machine's speed changed during the run, so medians (and their ratios) mix
+    fast and slow spells."""
+    timed = [r for r in records if "median_ms" in r]
+    wide = [r for r in timed if (r["q3_ms"] - r["q1_ms"]) / 2 > limit * r["median_ms"]]
+    if not wide:
+        return None
+    return (
+        f"{len(wide)} of {len(timed)} cells spread by more than +-{100 * limit:.0f}% (half the "
+        "interquartile range): the machine's speed changed during the run (other load, or a busy "
+        "neighbour on a shared core); rerun, or compare the undisturbed repetitions with --stat min"
+    )
+
+
+def fastest_table(
+    records: list[dict], sizes, batches, baseline: str | None, stat: str = "median"
+) -> str:
+    """Per model, its fastest mode at each column (by `stat`), and the speed-up against the
+    baseline model's fastest mode (the "both in their fastest mode" comparison)."""
     best: dict[str, dict] = {}
     for rec in records:
-        key, ms = (rec["size"], rec["batch"]), rec.get("median_ms")
+        key, ms = (rec["size"], rec["batch"]), rec.get(f"{stat}_ms")
         if ms is not None and (
             key not in best.setdefault(rec["model"], {}) or ms < best[rec["model"]][key][0]
         ):
@@ -113,7 +139,7 @@ def fastest_table(records: list[dict], sizes, batches, baseline: str | None) -> 
             row.append(f"{ms:.1f} ({mode}{ratio})")
         rows.append(row)
     note = f"; x = speed-up vs {baseline.partition('/')[0]}'s fastest" if base_best else ""
-    return f"fastest mode per model (ms (mode{note}))\n\n" + _table(header, rows)
+    return f"fastest mode per model ({stat} ms (mode{note}))\n\n" + _table(header, rows)
 
 
 def train_table(results: list[dict], baseline: str | None) -> str:
@@ -143,9 +169,10 @@ def train_table(results: list[dict], baseline: str | None) -> str:
 
 
 def _time_cell(ms: float | None, spread) -> str:
+    """`spread` is half the IQR as a fraction of the median, or the error text of the cell."""
     if ms is None:
         return str(spread)
-    return f"{ms:.1f} +- {100 * spread / 2 / ms:.0f}%"
+    return f"{ms:.1f} +- {100 * spread:.0f}%"
 
 
 def _ratio_cell(base_ms: float | None, ms: float | None) -> str:

@@ -7,7 +7,8 @@
 Prints markdown tables in the seed's layout (rows model/mode, columns size x batch, ms per
 forward pass) plus speed-ups against `--baseline`; progress goes to stderr. Methodology: warm-up
 calls (torch.compile compiles there), device synchronisation around every timed call, `--reps`
-repetitions with the models interleaved round-robin, median and interquartile range. Training is
+repetitions with the models interleaved round-robin, median (or `--stat min`) and interquartile
+range, and a note when the spread shows the machine's speed changed mid-run. Training is
 measured one model per fresh process (see bench_train for the memory method).
 """
 
@@ -31,10 +32,12 @@ from .bench_models import (
     resolve_model,
 )
 from .bench_report import (
+    STATS,
     fastest_table,
     forward_records,
     forward_tables,
     machine_info,
+    spread_note,
     train_table,
     write_json,
 )
@@ -77,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         default="resnet50",
         help="model (or model/mode) the ratios compare against; must be benchmarked",
+    )
+    p.add_argument(
+        "--stat",
+        choices=list(STATS),
+        default="median",
+        help="statistic of the repetitions that the tables and speed-ups use; min reads the "
+        "undisturbed repetitions on a machine whose speed comes and goes",
     )
     p.add_argument("--json", metavar="PATH", help="also write every timing to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
@@ -204,6 +214,7 @@ def _run(args: argparse.Namespace, device: torch.device) -> dict:
         cases = build_cases(entries, args.modes, device, progress)
         measure_forward(cases, args.sizes, args.batches, args.reps, args.warmup, device, progress)
         payload["forward"] = forward_records(cases, args.sizes, args.batches)
+        notes.extend(filter(None, [spread_note(payload["forward"])]))
     if (args.train or args.train_only) and entries:
         payload["train"] = measure_training([e.label for e in entries], args, progress)
     progress.close()
@@ -230,9 +241,10 @@ def print_tables(payload: dict, args: argparse.Namespace) -> None:
     )
     if "forward" in payload:
         recs = payload["forward"]
-        print(forward_tables(recs, args.sizes, args.batches, payload["baseline"]) + "\n")
+        base = payload["baseline"]
+        print(forward_tables(recs, args.sizes, args.batches, base, args.stat) + "\n")
         if len(args.modes) > 1:
-            print(fastest_table(recs, args.sizes, args.batches, payload["baseline"]) + "\n")
+            print(fastest_table(recs, args.sizes, args.batches, base, args.stat) + "\n")
     if "train" in payload:
         print(train_table(payload["train"], payload["baseline"]) + "\n")
     for note in payload["notes"]:
