@@ -73,9 +73,7 @@ def forward_tables(
         row = f"{rec['model']}/{rec['mode']}"
         key = (rec["size"], rec["batch"])
         values.setdefault(row, {})[key] = rec.get(f"{stat}_ms")
-        spread.setdefault(row, {})[key] = rec.get("error") or (
-            (rec["q3_ms"] - rec["q1_ms"]) / 2 / rec["median_ms"]
-        )
+        spread.setdefault(row, {})[key] = rec.get("error") or relative_spread(rec)
     cols = _columns(sizes, batches)
     header = ["model/mode"] + [f"{s}x{s} b{b}" for s, b in cols]
     rows = []
@@ -97,12 +95,17 @@ def forward_tables(
     return text
 
 
+def relative_spread(record: dict) -> float:
+    """Half the interquartile range of a timed record, as a fraction of its median."""
+    return (record["q3_ms"] - record["q1_ms"]) / 2 / record["median_ms"]
+
+
 def spread_note(records: list[dict], limit: float = 0.10) -> str | None:
     """A warning when timings of some cells spread by more than +-`limit` (half the IQR over the
     median): the machine's speed changed during the run, so medians (and their ratios) mix
     fast and slow spells."""
     timed = [r for r in records if "median_ms" in r]
-    wide = [r for r in timed if (r["q3_ms"] - r["q1_ms"]) / 2 > limit * r["median_ms"]]
+    wide = [r for r in timed if relative_spread(r) > limit]
     if not wide:
         return None
     return (
