@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -302,19 +304,88 @@ def test_classifier_batch_of_one_is_refused_clearly(tmp_path):
 
 
 def run_torchrun(cmd: list[str]) -> None:
-    """Run a torchrun command in its own session, so that a hang kills the workers too."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    """Run a torchrun command in its own session, so that a hang kills the workers too.
+
+    PYTHONFAULTHANDLER makes a worker that dies of a signal print every thread's Python stack,
+    and a failure shows both streams' tails: where a crash happened (in training, in the
+    process-group teardown, at interpreter exit) tells a fault of ours from PyTorch's.
+    A worker killed by a signal gets one rerun, with a warning that carries its output: CI once
+    saw a rank abort inside PyTorch ("terminate called without an active exception") that about
+    a hundred reruns on AVX2 and AMX machines did not repeat. An error of ours (a Python exception: exit code 1), a hang or a
+    crash that happens twice still fails.
+    """
+    for attempt in (1, 2):
+        code, stdout, stderr = _torchrun_once(cmd)
+        if code == 0:
+            return
+        signal_death = _root_cause_signal(stderr)
+        if attempt == 1 and signal_death:
+            note = f"torchrun worker died of signal {signal_death}, rerunning once:\n"
+            warnings.warn(note + stderr[-6000:], stacklevel=2)
+            continue
+        pytest.fail(f"torchrun exited with {code}\nstdout:\n{stdout[-2000:]}\n"
+                    f"stderr:\n{stderr[-8000:]}")  # fmt: skip
+
+
+def _torchrun_once(cmd: list[str]) -> tuple[int, str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         start_new_session=True,
     )  # fmt: skip
     try:
-        _, stderr = proc.communicate(timeout=240)
+        stdout, stderr = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         pytest.fail("torchrun did not finish in 240 s")
-    assert proc.returncode == 0, stderr[-3000:]
+    return proc.returncode, stdout, stderr
+
+
+def _root_cause_signal(stderr: str) -> int | None:
+    """The signal that killed the worker torchrun names as the root cause (None: not a signal).
+
+    torchrun reports it as `exitcode  : -6 (pid: 123)` under "Root Cause"; a Python exception
+    in a worker is exit code 1."""
+    _, found, cause = stderr.rpartition("Root Cause")
+    match = re.search(r"exitcode\s*:\s*(-?\d+)", cause) if found else None
+    return -int(match.group(1)) if match and int(match.group(1)) < 0 else None
+
+
+# the ends of torchrun's reports (torch 2.14) for a rank killed by SIGABRT and one that exited 3
+ABORT_REPORT = """Failures:
+  <NO_OTHER_FAILURES>
+Root Cause (first observed failure):
+[0]:
+  rank      : 1 (local_rank: 1)
+  exitcode  : -6 (pid: 17641)  (SIGABRT)
+  traceback : Signal 6 (SIGABRT) received by PID 17641
+"""
+EXIT_REPORT = ABORT_REPORT.replace("-6 (pid: 17641)  (SIGABRT)", "3 (pid: 17658)")
+
+
+def test_only_a_worker_killed_by_a_signal_gets_a_rerun():
+    assert _root_cause_signal(ABORT_REPORT) == 6
+    assert _root_cause_signal(EXIT_REPORT) is None  # a Python error of ours: no second chance
+    assert _root_cause_signal("Traceback ...\nValueError: exitcode: -6") is None  # no report
+
+
+def test_torchrun_rerun_happens_once(tmp_path):
+    """Rank 1 aborts while `marker` is missing and creates it: the rerun passes with a warning;
+    a worker that aborts every time fails the test."""
+    marker, worker = tmp_path / "aborted_once", tmp_path / "worker.py"
+    worker.write_text(
+        "import os, pathlib, sys\n"
+        "marker = pathlib.Path(sys.argv[1])\n"
+        "if os.environ['RANK'] == '1' and (sys.argv[2] == 'always' or not marker.exists()):\n"
+        "    marker.touch()\n"
+        "    os.abort()\n"
+    )
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    with pytest.warns(UserWarning, match="died of signal 6, rerunning once"):
+        run_torchrun([*torchrun, "--standalone", str(worker), str(marker), "once"])
+    with pytest.raises(pytest.fail.Exception, match="SIGABRT"), pytest.warns(UserWarning):
+        run_torchrun([*torchrun, "--standalone", str(worker), str(marker), "always"])
 
 
 def test_epochs_without_evaluation_report_no_stale_metrics(tmp_path, capsys):
