@@ -311,8 +311,8 @@ def run_torchrun(cmd: list[str]) -> None:
     process-group teardown, at interpreter exit) tells a fault of ours from PyTorch's.
     A worker killed by a signal gets one rerun, with a warning that carries its output: CI once
     saw a rank abort inside PyTorch ("terminate called without an active exception") that about
-    a hundred reruns on AVX2 and AMX machines did not repeat. An error of ours (a Python exception: exit code 1), a hang or a
-    crash that happens twice still fails.
+    a hundred reruns on AVX2 and AMX machines did not repeat. An error of ours (a Python
+    exception: exit code 1), a hang or a crash that happens twice still fails.
     """
     for attempt in (1, 2):
         code, stdout, stderr = _torchrun_once(cmd)
