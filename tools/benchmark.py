@@ -214,7 +214,8 @@ def _run(args: argparse.Namespace, device: torch.device) -> dict:
         cases = build_cases(entries, args.modes, device, progress)
         measure_forward(cases, args.sizes, args.batches, args.reps, args.warmup, device, progress)
         payload["forward"] = forward_records(cases, args.sizes, args.batches)
-        notes.extend(filter(None, [spread_note(payload["forward"])]))
+        if note := spread_note(payload["forward"]):
+            notes.append(note)
     if (args.train or args.train_only) and entries:
         payload["train"] = measure_training([e.label for e in entries], args, progress)
     progress.close()
