@@ -328,10 +328,26 @@ class Trainer:
         )
         if improved:
             self.best = value
+        # Write order for a run killed at any point (run.resume=true continues from last.pt):
+        # the summary row first (resume trims rows past last.pt's epoch), then best.pt /
+        # epoch_N.pt, and last.pt last, so every file last.pt accounts for is already complete.
+        row = {
+            "epoch": epoch + 1,
+            **stats,
+            **{f"val_{k}": v for k, v in metrics.items()},
+            "best_" + key: self.best,
+            "epoch_seconds": seconds,
+        }
+        self.log.scalars("train_epoch", stats, epoch + 1)
+        self.log.summary_row(row)
         rngs = gather_objects(ckpt.rng_state(), self.info)
         if self.info.is_main:
-            last = ckpt.save_checkpoint(
-                self.out_dir / "last.pt",
+            targets = [self.out_dir / "best.pt"] if improved else []
+            if self.config["run"]["keep_epochs"]:
+                targets.append(self.out_dir / f"epoch_{epoch + 1}.pt")
+            targets.append(self.out_dir / "last.pt")
+            first = ckpt.save_checkpoint(
+                targets[0],
                 self.model,
                 experiment=self.config,
                 epoch=epoch + 1,
@@ -344,19 +360,8 @@ class Trainer:
                 metrics=metrics,
                 extra=self.task.checkpoint_extra(),
             )
-            if improved:
-                copy_atomic(last, self.out_dir / "best.pt")
-            if self.config["run"]["keep_epochs"]:
-                copy_atomic(last, self.out_dir / f"epoch_{epoch + 1}.pt")
-        row = {
-            "epoch": epoch + 1,
-            **stats,
-            **{f"val_{k}": v for k, v in metrics.items()},
-            "best_" + key: self.best,
-            "epoch_seconds": seconds,
-        }
-        self.log.scalars("train_epoch", stats, epoch + 1)
-        self.log.summary_row(row)
+            for path in targets[1:]:
+                copy_atomic(first, path)
         parts = [f"train loss {stats.get('train_loss', math.nan):.4f}"]
         parts += [f"{k} {v:.4g}" for k, v in metrics.items() if k in (key, "loss", "ema_" + key)]
         parts.append(f"{seconds:.0f} s{' (best)' if improved else ''}")
