@@ -13,16 +13,18 @@ import torch
 from torch import nn
 
 from selecsls.heads import build_classifier, save_model
-from selecsls.tools import bench_models, benchmark
-from selecsls.tools.bench_models import (
+from selecsls.tools import benchmark
+from selecsls.tools.bench import models as bench_models
+from selecsls.tools.bench import suite as bench_suite
+from selecsls.tools.bench.models import (
     BenchmarkError,
     check_folding,
     fold_bn_generic,
     prepare,
     resolve_model,
 )
-from selecsls.tools.bench_report import fastest_table, forward_tables, spread_note
-from selecsls.tools.bench_timing import Case, Progress, measure_forward, summarize
+from selecsls.tools.bench.report import fastest_table, forward_tables, spread_note
+from selecsls.tools.bench.timing import Case, Progress, measure_forward, summarize
 
 # One thread: on a shared 2-core machine two OpenMP threads can wait on each other for seconds.
 TINY = [
@@ -326,7 +328,7 @@ def test_train_measurement_reports_positive_memory(tmp_path, capsys):
 
 def test_bf16_training_step_updates_weights_in_channels_last():
     from selecsls.heads import build_classifier
-    from selecsls.tools.bench_timing import measure_train_steps
+    from selecsls.tools.bench.timing import measure_train_steps
 
     model = build_classifier("selecsls42", num_classes=4)
     before = model.heads.classification.fc.weight.detach().clone()
@@ -341,7 +343,7 @@ def test_bf16_training_step_updates_weights_in_channels_last():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_bf16_modes_on_a_cpu_without_bf16_get_a_note(monkeypatch, capsys, native):
-    monkeypatch.setattr(benchmark, "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr(bench_suite, "cpu_has_bf16", lambda: native)
     assert benchmark.main(["--models", "selecsls42b", "--modes", "deploy", "bf16", *TINY]) == 0
     out = capsys.readouterr().out
     assert ("note: this CPU has no native bf16 (AVX-512 BF16 / AMX): bf16 run" in out) != native

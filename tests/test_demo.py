@@ -23,11 +23,13 @@ from selecsls.datasets.augment import EvalResize
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads import build_model, save_model
 from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.tools import demo, demo_runtime
+from selecsls.tools import demo
 from selecsls.tools._cli import run_cli
-from selecsls.tools.demo_runtime import PoseEstimator, TorchRunner
-from selecsls.tools.demo_sources import Frame, open_source
-from selecsls.tools.demo_tracking import Tracker
+from selecsls.tools.realtime import app
+from selecsls.tools.realtime import runtime as demo_runtime
+from selecsls.tools.realtime.runtime import PoseEstimator, TorchRunner
+from selecsls.tools.realtime.sources import Frame, open_source
+from selecsls.tools.realtime.tracking import Tracker
 
 SIZE = (384, 256)  # frame W x H
 INPUT = (320, 224)  # network input: letterboxing scales the frame
@@ -104,8 +106,8 @@ def read_video(path) -> list[np.ndarray]:
 def test_oracle_video_tracked_and_drawn(clip, tmp_path):
     path, truth, _ = clip
     estimator = PoseEstimator(TorchRunner(Oracle(truth)), INPUT)
-    options = demo.Options(str(tmp_path / "out.mp4"), str(tmp_path / "people.json"))
-    summary = demo.run(estimator, open_source(str(path)), Tracker(), options)
+    options = app.Options(str(tmp_path / "out.mp4"), str(tmp_path / "people.json"))
+    summary = app.run(estimator, open_source(str(path)), Tracker(), options)
     assert summary["frames"] == FRAMES and summary["skipped"] == 0
 
     inputs, outputs = read_video(path), read_video(tmp_path / "out.mp4")
@@ -153,8 +155,8 @@ def test_3d_hook_adds_panel_and_json(clip, tmp_path, monkeypatch):
 
     monkeypatch.setitem(demo_runtime.POSE3D_READOUTS, "test3d", readout)
     estimator = PoseEstimator(TorchRunner(Oracle(truth, extra_3d=True)), INPUT)
-    options = demo.Options(str(tmp_path / "out.avi"), str(tmp_path / "p.json"), max_frames=3)
-    assert demo.run(estimator, open_source(str(path)), Tracker(), options)["frames"] == 3
+    options = app.Options(str(tmp_path / "out.avi"), str(tmp_path / "p.json"), max_frames=3)
+    assert app.run(estimator, open_source(str(path)), Tracker(), options)["frames"] == 3
     outputs = read_video(tmp_path / "out.avi")
     assert len(outputs) == 3
     assert outputs[0].shape == (SIZE[1], SIZE[0] + SIZE[1], 3)  # square 3D panel on the right
@@ -228,8 +230,8 @@ def test_pipelined_run_equals_sequential_run(clip, tmp_path):
         network = ThreadRecorder(truth)
         estimator = PoseEstimator(TorchRunner(network, fuse=False), INPUT)  # no copy
         json_path = tmp_path / f"people_{pipeline}.json"
-        options = demo.Options(json_path=str(json_path), pipeline=pipeline)
-        summary = demo.run(estimator, open_source(str(path)), Tracker(), options)
+        options = app.Options(json_path=str(json_path), pipeline=pipeline)
+        summary = app.run(estimator, open_source(str(path)), Tracker(), options)
         assert summary["frames"] == FRAMES
         records[pipeline] = json.loads(json_path.read_text())["frames"]
         on_main = network.threads == {threading.get_ident()}
@@ -252,9 +254,9 @@ class FailingNetwork(Oracle):
 def test_network_error_in_the_pipeline_thread_reaches_the_caller(clip, tmp_path):
     path, truth, _ = clip
     estimator = PoseEstimator(TorchRunner(FailingNetwork(truth)), INPUT)
-    options = demo.Options(json_path=str(tmp_path / "people.json"))
+    options = app.Options(json_path=str(tmp_path / "people.json"))
     with pytest.raises(RuntimeError, match="on purpose"):
-        demo.run(estimator, open_source(str(path)), Tracker(), options)
+        app.run(estimator, open_source(str(path)), Tracker(), options)
 
 
 def test_pipeline_choice():
@@ -299,7 +301,7 @@ def test_network_thread_starts_with_the_configured_threads():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        inferred, stop = demo.infer_frames(frames, Recorder(), pipeline=True)
+        inferred, stop = app.infer_frames(frames, Recorder(), pipeline=True)
         assert len(list(inferred)) == 3
         stop()
     finally:

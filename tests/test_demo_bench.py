@@ -1,10 +1,10 @@
-"""tools/demo_bench.py on a tiny input: every mode timed, the end-to-end comparison printed."""
+"""tools/bench/demo.py on a tiny input: every mode timed, the end-to-end comparison printed."""
 
 from __future__ import annotations
 
 import re
 
-from selecsls.tools import demo_bench
+from selecsls.tools.bench import demo as demo_bench
 
 
 def test_demo_bench_prints_stage_table_and_pipeline_ratio(capsys):

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from selecsls.heads import build_model, save_model
-from selecsls.tools import demo_runtime
 from selecsls.tools._cli import run_cli
 from selecsls.tools.demo import main as demo_main
-from selecsls.tools.demo_runtime import TorchRunner
+from selecsls.tools.realtime import runtime as demo_runtime
+from selecsls.tools.realtime.runtime import TorchRunner
 
 SIZE = (96, 64)  # W x H: compile time depends on the graph, not on the image size
 

@@ -22,10 +22,11 @@ from selecsls.heads.lifting import find_lifting
 from selecsls.heads.pose3d import predict_people3d
 from selecsls.tools import demo
 from selecsls.tools._cli import run_cli
-from selecsls.tools.demo_loading import load_onnx_estimator, load_torch_estimator
-from selecsls.tools.demo_outputs import person_record
-from selecsls.tools.demo_sources import open_source
-from selecsls.tools.demo_tracking import Tracker
+from selecsls.tools.realtime import app
+from selecsls.tools.realtime.loading import load_onnx_estimator, load_torch_estimator
+from selecsls.tools.realtime.outputs import person_record
+from selecsls.tools.realtime.sources import open_source
+from selecsls.tools.realtime.tracking import Tracker
 
 SIZE = (192, 128)  # frame W x H
 INPUT = (160, 96)  # network input
@@ -74,8 +75,8 @@ def run_recorded(estimator, video, path):
     """The demo over the clip (no smoothing: JSON keypoints = decoded keypoints) -> (JSON payload,
     recorded outputs per frame)."""
     estimator.runner = Recorder(estimator.runner)
-    options = demo.Options(json_path=str(path))
-    summary = demo.run(estimator, open_source(str(video)), Tracker(smoothing=False), options)
+    options = app.Options(json_path=str(path))
+    summary = app.run(estimator, open_source(str(video)), Tracker(smoothing=False), options)
     assert summary["frames"] == FRAMES
     return json.loads(path.read_text()), estimator.runner.outputs
 
@@ -223,7 +224,7 @@ def test_json_records_nan_as_null():
 def test_onnx_without_stored_stage2_falls_back_and_says_so(files, exported, tmp_path, capsys):
     import onnx
 
-    from selecsls.tools.demo_pose3d import LIFTING_KEY
+    from selecsls.tools.realtime.pose3d import LIFTING_KEY
 
     model = onnx.load(str(exported))
     kept = [p for p in model.metadata_props if p.key != LIFTING_KEY]

@@ -8,9 +8,9 @@ import pytest
 
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads.skeletons import JOINTS21_NAMES
-from selecsls.tools.demo_draw import colour_of, compose, draw_person, draw_pose3d_panel
-from selecsls.tools.demo_sources import ImageFolder, ReadAhead, VideoCapture, open_source
-from selecsls.tools.demo_tracking import OneEuroFilter, Tracker, similarity_matrix
+from selecsls.tools.realtime.sources import ImageFolder, ReadAhead, VideoCapture, open_source
+from selecsls.tools.realtime.tracking import OneEuroFilter, Tracker, similarity_matrix
+from selecsls.tools.visualization.draw import colour_of, compose, draw_person, draw_pose3d_panel
 
 # ----------------------------------------------------------------------------- One-Euro
 

@@ -20,9 +20,9 @@ from selecsls.datasets.synthetic_people import generate
 from selecsls.heads import build_classifier, build_model, flip_test
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.heads.weights import save_model
-from selecsls.tools import eval_pose2d
 from selecsls.tools._cli import run_cli
 from selecsls.tools.eval import main as eval_main
+from selecsls.tools.evaluation import pose2d as eval_pose2d
 from selecsls.tools.train import main as train_main
 
 FAST = ["run.progress=false", "data.workers=0", "run.threads=2"]

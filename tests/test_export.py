@@ -19,7 +19,7 @@ from conftest import randomize_bn  # noqa: E402
 from selecsls.heads import build_model, save_model  # noqa: E402
 from selecsls.tools import demo, export  # noqa: E402
 from selecsls.tools._cli import run_cli  # noqa: E402
-from selecsls.tools.demo_runtime import OnnxRunner, PoseEstimator, TorchRunner  # noqa: E402
+from selecsls.tools.realtime.runtime import OnnxRunner, PoseEstimator, TorchRunner  # noqa: E402
 
 SIZE = (96, 64)
 

@@ -12,7 +12,7 @@ import torch
 from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.synthetic_people import generate
 from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results, top_per_image
+from selecsls.heads.metrics2d import evaluate_keypoints, people_to_results, top_per_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO_SAMPLE = DATA / "coco_sample"

@@ -252,7 +252,8 @@ def test_eval_tool_entry_for_3d_checkpoints(tmp_path, synthetic, stage1_run, cap
     import argparse
     import json
 
-    from selecsls.tools import eval_pose2d, eval_pose3d
+    from selecsls.tools.evaluation import pose2d as eval_pose2d
+    from selecsls.tools.evaluation import pose3d as eval_pose3d
 
     parser = argparse.ArgumentParser()
     parser.add_argument("model")

@@ -11,11 +11,11 @@ from torch import nn
 from selecsls.backbones.prune import KeepRule, PrunedConv2d
 from selecsls.heads import HEADS, build_classifier, build_model, load_model, save_model
 from selecsls.heads.prune import FilledHead, prune_model
-from selecsls.tools import bench_prune
 from selecsls.tools import prune as prune_tool
-from selecsls.tools.bench_prune import zero_gammas
-from selecsls.tools.flops import count_macs, count_params
-from selecsls.tools.prune_report import output_difference, removed_nonzero_gammas
+from selecsls.tools.bench import prune as bench_prune
+from selecsls.tools.bench.flops import count_macs, count_params
+from selecsls.tools.bench.prune import zero_gammas
+from selecsls.tools.deploy.prune_report import output_difference, removed_nonzero_gammas
 
 ALL_CONFIGS = [
     "selecsls42", "selecsls42b", "selecsls60", "selecsls60b", "selecsls84", "selecsls102"

@@ -1,4 +1,4 @@
-"""int8 inference (tools/quantize.py): accuracy against fp32, the layers kept in float, the
+"""int8 inference (tools/deploy/quantize.py): accuracy against fp32, the layers kept in float, the
 outlier-robust calibration, the demo's and eval's int8 options and their errors."""
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from torch import nn
 
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads import build_model, save_model
-from selecsls.tools import demo, quantize
+from selecsls.tools import demo
 from selecsls.tools._cli import run_cli
-from selecsls.tools.demo_runtime import TorchRunner
-from selecsls.tools.quantize import Int8Error, Int8Runner, letterboxed, quantize_int8
+from selecsls.tools.deploy import quantize
+from selecsls.tools.deploy.quantize import Int8Error, Int8Runner, letterboxed, quantize_int8
+from selecsls.tools.realtime.runtime import TorchRunner
 
 SIZE = (128, 96)  # network input W x H
 

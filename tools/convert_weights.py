@@ -14,8 +14,7 @@ import sys
 from selecsls.backbones.checkpoint import CheckpointError, atomic_save
 from selecsls.heads import export_state_dict, load_model, save_model
 from selecsls.heads.weights import FORMATS
-
-from ._cli import run_cli
+from selecsls.tools._cli import run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,5 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The console script (`selecsls-...`): user mistakes end in one line, exit code 2."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

@@ -30,9 +30,11 @@ from typing import Any
 
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.backbones.hub import is_published
-from selecsls.tools import eval_classification, eval_pose2d, eval_pose3d
 from selecsls.tools._cli import run_cli
-from selecsls.tools.eval_common import Evaluator, option_defaults, run_experiment
+from selecsls.tools.evaluation import classification as eval_classification
+from selecsls.tools.evaluation import pose2d as eval_pose2d
+from selecsls.tools.evaluation import pose3d as eval_pose3d
+from selecsls.tools.evaluation.common import Evaluator, option_defaults, run_experiment
 
 # task name (checkpoint["experiment"]["task"]) -> its evaluation
 EVALUATORS: dict[str, Evaluator] = {
@@ -121,5 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     return EVALUATORS[task].run(args, checkpoint)
 
 
+def cli() -> int:
+    """The console script (`selecsls-...`): user mistakes end in one line, exit code 2."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

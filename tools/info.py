@@ -21,10 +21,9 @@ from torchvision import transforms
 from selecsls.backbones import BACKBONES
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.heads import build_classifier, load_model
+from selecsls.tools._cli import run_cli
+from selecsls.tools.bench.flops import count_macs
 from selecsls.tools.engine.amp import cpu_has_bf16
-
-from ._cli import run_cli
-from .flops import count_macs
 
 SAMPLE_DIR = Path("..") / "shared" / "data" / "imagenet_sample" / "val"
 DEFAULT_IMAGE = SAMPLE_DIR / "n02391049" / "n02391049_zebra.JPEG"
@@ -136,5 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The console script (`selecsls-...`): user mistakes end in one line, exit code 2."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

@@ -21,9 +21,13 @@ import torch
 from selecsls.backbones.prune import KeepRule
 from selecsls.heads import load_model, save_model
 from selecsls.heads.prune import prune_model
-
-from ._cli import run_cli
-from .prune_report import format_table, output_difference, removed_nonzero_gammas, stage_table
+from selecsls.tools._cli import run_cli
+from selecsls.tools.deploy.prune_report import (
+    format_table,
+    output_difference,
+    removed_nonzero_gammas,
+    stage_table,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,5 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli() -> int:
+    """The console script (`selecsls-...`): user mistakes end in one line, exit code 2."""
+    return run_cli(main)
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(cli())

@@ -3,7 +3,7 @@
 Maps come from encoding synthetic people (the generator's bodies, cameras and placement) at the
 network's input size, optionally with noise to look more like network output:
 
-    python -m selecsls.tools.bench_decode --size 512x320 --people 1 5 10 --frames 50
+    python -m selecsls.tools.bench.decode --size 512x320 --people 1 5 10 --frames 50
 """
 
 from __future__ import annotations

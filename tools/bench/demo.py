@@ -1,7 +1,7 @@
 """Time the demo's stages per frame (read, preprocess, network, decode, track + draw) for several
 inference modes on the same frames, in one process:
 
-    python -m selecsls.tools.demo_bench --backbone selecsls60 --size 512x320 --frames 20 --threads 1
+    python -m selecsls.tools.bench.demo --backbone selecsls60 --size 512x320 --frames 20 --threads 1
 
 Frames: a video of synthetic people (`datasets.synthetic_people`) at the input size, so reading
 includes real video decoding. The network is a random-weight pose model (speed does not depend on
@@ -34,11 +34,11 @@ from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads import build_model, save_model
 from selecsls.heads.codec2d import Pose2DCodec
 from selecsls.tools._cli import parse_size
-from selecsls.tools.demo import Options, annotate, run
-from selecsls.tools.demo_runtime import OnnxRunner, PoseEstimator, TorchRunner
-from selecsls.tools.demo_sources import open_source
-from selecsls.tools.demo_tracking import Tracker
-from selecsls.tools.quantize import Int8Runner, letterboxed
+from selecsls.tools.deploy.quantize import Int8Runner, letterboxed
+from selecsls.tools.realtime.app import Options, annotate, run
+from selecsls.tools.realtime.runtime import OnnxRunner, PoseEstimator, TorchRunner
+from selecsls.tools.realtime.sources import open_source
+from selecsls.tools.realtime.tracking import Tracker
 
 STAGES = ("read", "preprocess", "network", "decode", "track+draw")
 CALIBRATION_SEED = 1000  # int8 calibration frames: not the timed video's

@@ -23,8 +23,8 @@ from selecsls.backbones import BACKBONES, canonical_name
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.backbones.hub import is_published
 from selecsls.heads import Model, build_classifier, load_model
-from selecsls.tools.deploy import FrozenRunner
-from selecsls.tools.quantize import Int8Error, quantize_int8
+from selecsls.tools.deploy.frozen import FrozenRunner
+from selecsls.tools.deploy.quantize import Int8Error, quantize_int8
 
 # Mode name -> what it does; `deploy` and everything after it run the BN-folded, channels_last copy.
 MODES: dict[str, str] = {
@@ -35,7 +35,7 @@ MODES: dict[str, str] = {
     "compile": "bf16 + torch.compile (inductor; compiled during warm-up)",
     "frozen": "deploy with bf16 weights (fp16 on CUDA) + torch.compile with inductor freezing "
     "(prepacked oneDNN convolutions, fused ReLUs; the demo's --compile)",
-    "int8": "post-training int8 (tools/quantize.py, x86 engine; CPU only), calibrated on 2 "
+    "int8": "post-training int8 (tools/deploy/quantize.py, x86 engine; CPU only), calibrated on 2 "
     "random 224x224 images (speed does not depend on the ranges; the demo's --precision int8)",
 }
 # The modes that compute in bf16 on the CPU: fast only with AVX-512 BF16 / AMX.

@@ -7,9 +7,9 @@ mask, hand over tensors (uint8 images, normalised later on the device, as the ta
 loader worker should be). CPU time (time.process_time) is the figure to quote on a shared
 machine; wall time is printed beside it.
 
-    python -m selecsls.tools.bench_pose2d_data                       # COCO sample, 368x368
-    python -m selecsls.tools.bench_pose2d_data --json A.json --images DIR --size 368x368
-    python -m selecsls.tools.bench_pose2d_data --against f25c3fa     # before/after table
+    python -m selecsls.tools.bench.pose2d_data                       # COCO sample, 368x368
+    python -m selecsls.tools.bench.pose2d_data --json A.json --images DIR --size 368x368
+    python -m selecsls.tools.bench.pose2d_data --against f25c3fa     # before/after table
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Speed of a pruned vs an unpruned SelecSLS classifier, measured in one process, interleaved.
 
-    python -m selecsls.tools.bench_prune [--model selecsls60] [--fraction 0.3] [--reps 5]
+    python -m selecsls.tools.bench.prune [--model selecsls60] [--fraction 0.3] [--reps 5]
 
 The source model is randomly initialised with `fraction` of every layer's BN gammas set exactly to
 zero (and random betas / running statistics), the situation after sparsity-inducing training.
@@ -24,10 +24,9 @@ from torch import nn
 
 from selecsls.heads import build_classifier
 from selecsls.heads.prune import prune_model
+from selecsls.tools._cli import run_cli
+from selecsls.tools.bench.flops import count_macs
 from selecsls.tools.engine.amp import cpu_has_bf16
-
-from ._cli import run_cli
-from .flops import count_macs
 
 
 def zero_gammas(model: nn.Module, fraction: float, seed: int = 0) -> nn.Module:

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 
+from selecsls.tools.bench.timing import Case, summarize
 from selecsls.tools.engine.amp import cpu_has_bf16
-
-from .bench_timing import Case, summarize
 
 
 def _columns(sizes: list[int], batches: list[int]) -> list[tuple[int, int]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .bench_timing import measure_train_steps, summarize
+from selecsls.tools.bench.timing import measure_train_steps, summarize
 
 _RESULT_TAG = "BENCH_TRAIN_RESULT "
 
@@ -52,7 +52,7 @@ def run_child(
     """Body of the child process: build one model, time its steps, measure its peak memory."""
     import torchvision.models  # noqa: F401  (imported before the baseline, like timm below)
 
-    from .bench_models import resolve_model
+    from selecsls.tools.bench.models import resolve_model
 
     dev = torch.device(device)
     entry = resolve_model(name)  # imports timm for timm models

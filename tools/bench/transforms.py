@@ -1,6 +1,6 @@
 """Train-transform throughput per data worker: ours vs torchvision's PIL pipeline, same run.
 
-    python -m selecsls.tools.bench_transforms --data ../shared/data/imagenet_sample/val
+    python -m selecsls.tools.bench.transforms --data ../shared/data/imagenet_sample/val
 
 Each pipeline decodes every JPEG of the folder (from memory) and produces a 224x224
 random-resized, randomly flipped crop; the pipelines take turns image by image, so that load

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from selecsls.backbones.prune import KeepRule
-
-from .flops import count_macs_by_module
+from selecsls.tools.bench.flops import count_macs_by_module
 
 
 @dataclass

@@ -34,7 +34,7 @@ from selecsls.tools.engine.tasks.classification import (
     summarize,
     topk_correct,
 )
-from selecsls.tools.eval_common import Evaluator, load_weights, run_experiment
+from selecsls.tools.evaluation.common import Evaluator, load_weights, run_experiment
 
 DEFAULT_BATCH = 64
 

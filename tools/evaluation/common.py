@@ -18,7 +18,7 @@ import torch
 from selecsls.backbones.checkpoint import CheckpointError
 from selecsls.heads import load_model
 
-# --int8-calibration, shared by the pose evaluators (tools/quantize.py does the work)
+# --int8-calibration, shared by the pose evaluators (tools/deploy/quantize.py does the work)
 INT8_OPTION: dict[str, Any] = {
     "metavar": "FOLDER",
     "help": "run the network in int8 on the CPU (post-training quantized, as the demo's "

@@ -7,7 +7,7 @@ The checkpoint's resolved config (checkpoint["experiment"]) gives the codec sett
 letterbox size (data.input_size); a pose model file without one (e.g. a fused copy) uses the
 codec's defaults and checkpoint["input_size"] or 368x368. Images are letterboxed exactly as the
 training run's validation (EvalResize), decoded by the codec and scored by the engine's own
-evaluation (tools/engine/tasks/pose2d_eval.py -> tools/coco_eval.py), so the figures match the
+evaluation (tools/engine/tasks/pose2d_eval.py -> heads/metrics2d.py), so the figures match the
 `val_AP` a run logs for the same set.
 """
 
@@ -28,18 +28,18 @@ from torch.utils.data import DataLoader
 from selecsls.datasets.augment import EvalResize
 from selecsls.datasets.coco import CocoKeypoints, DatasetError, collate_pose
 from selecsls.tools._cli import parse_size
+from selecsls.tools.deploy.quantize import quantize_for_eval
 from selecsls.tools.engine.amp import amp_dtype
 from selecsls.tools.engine.distributed import ShardedSampler, cleanup, init_distributed
 from selecsls.tools.engine.tasks.pose2d import Pose2DTask
 from selecsls.tools.engine.tasks.pose2d_eval import RESULT_FILE, evaluate_pose2d
-from selecsls.tools.eval_common import (
+from selecsls.tools.evaluation.common import (
     Evaluator,
     add_pose_options,
     load_weights,
     run_experiment,
     variant_label,
 )
-from selecsls.tools.quantize import quantize_for_eval
 
 DEFAULT_BATCH = 8
 DEFAULT_SIZE = "368x368"

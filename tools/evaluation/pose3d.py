@@ -28,7 +28,7 @@ import torch.distributed as dist
 from selecsls.tools._cli import parse_size
 from selecsls.tools.engine.distributed import cleanup
 from selecsls.tools.engine.tasks.pose3d_eval import evaluate_pose3d_checkpoint
-from selecsls.tools.eval_common import (
+from selecsls.tools.evaluation.common import (
     Evaluator,
     add_once,
     add_pose_options,

@@ -14,7 +14,8 @@ from torch import nn
 
 from selecsls.backbones.checkpoint import CheckpointError, read_checkpoint
 from selecsls.tools._cli import parse_size
-from selecsls.tools.demo_pose3d import (
+from selecsls.tools.deploy.quantize import Int8Runner, read_calibration_images
+from selecsls.tools.realtime.pose3d import (
     LIFTING_KEY,
     LOCMAPS,
     Pose3DStage,
@@ -22,7 +23,7 @@ from selecsls.tools.demo_pose3d import (
     cpu_lifting,
     lifting_from_text,
 )
-from selecsls.tools.demo_runtime import (
+from selecsls.tools.realtime.runtime import (
     PRECISIONS,
     OnnxRunner,
     PoseEstimator,
@@ -30,7 +31,6 @@ from selecsls.tools.demo_runtime import (
     codec_from,
     load_pose_file,
 )
-from selecsls.tools.quantize import Int8Runner, read_calibration_images
 
 POSE_HEADS = ("xnect2d", "xnect3d")  # heads with the 2D pose outputs
 DEMO_PRECISIONS = (*PRECISIONS, "int8")  # int8: CPU only, post-training quantized (quantize.py)

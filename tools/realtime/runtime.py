@@ -33,9 +33,9 @@ from selecsls.datasets.augment import PAD_VALUE, EvalResize
 from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
 from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.tools.demo_pose3d import LOCMAPS, Pose3DStage, codec3d_from
-from selecsls.tools.deploy import FrozenRunner
+from selecsls.tools.deploy.frozen import FrozenRunner
 from selecsls.tools.engine.amp import cpu_has_bf16
+from selecsls.tools.realtime.pose3d import LOCMAPS, Pose3DStage, codec3d_from
 
 # A hook for other 3D heads: an output name -> function(outputs of ONE image {name: (C, h, w)},
 # keypoints (P, 17, 3) in original pixels, transform (2, 3) original -> input pixels) returning

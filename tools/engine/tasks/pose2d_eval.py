@@ -11,8 +11,8 @@ from torch import nn
 
 from selecsls.backbones.checkpoint import CheckpointError
 from selecsls.heads.flip_test import predict
+from selecsls.heads.metrics2d import evaluate_keypoints, people_to_results
 from selecsls.heads.weights import check_fit, read_model_file
-from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results
 
 from ..distributed import DistInfo, gather_objects
 from .base import EvalContext

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import torch
 
-from selecsls.tools.demo_draw import draw_person
+from selecsls.tools.visualization.draw import draw_person
 
 from ..distributed import DistInfo
 from .base import EvalContext

@@ -33,11 +33,11 @@ from selecsls.heads.codec2d import Pose2DCodec, invert_points
 from selecsls.heads.codec3d import Pose3DCodec
 from selecsls.heads.flip_test import predict
 from selecsls.heads.lifting import LiftingNet, find_lifting, inputs_from_stage1, lift_people
+from selecsls.heads.metrics2d import evaluate_keypoints, people_to_results
 from selecsls.heads.metrics3d import Pose3DEvaluator
 from selecsls.heads.skeletons import coco17_to_joints21_2d
 from selecsls.heads.weights import load_model
-from selecsls.tools.coco_eval import evaluate_keypoints, people_to_results
-from selecsls.tools.quantize import quantize_for_eval
+from selecsls.tools.deploy.quantize import quantize_for_eval
 
 from ..amp import amp_dtype
 from ..distributed import DistInfo, ShardedSampler, gather_objects, init_distributed
@@ -194,7 +194,7 @@ def evaluate_pose3d_checkpoint(
     ema: the EMA weights; readout_only: ignore Stage II (3D from the location maps alone); the
     2D AP is added when val_json is COCO-format and written (rank 0) to result_path if given.
     int8_calibration: a folder of images; Stage I then runs int8 on the CPU, quantized on them
-    (`tools/quantize.py`; Stage II stays fp32, it is a few small linear layers per person).
+    (`tools/deploy/quantize.py`; Stage II stays fp32, it is a few small linear layers per person).
     flip: flip test (each image's maps averaged with its mirror image's)."""
     obj = read_checkpoint(checkpoint)
     model = load_model(checkpoint)

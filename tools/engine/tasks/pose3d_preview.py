@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from selecsls.tools.demo_draw import draw_pose3d_panel
+from selecsls.tools.visualization.draw import draw_pose3d_panel
 
 from .pose2d_preview import draw_skeletons, to_rgb_uint8
 
