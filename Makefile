@@ -18,18 +18,23 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 # The quickstart: bottom-up multi-person 2D pose (SelecSLS-42_B + the XNect 2D branch) trained from
 # scratch on synthetic people, written on first use into runs/data/synthetic_people; then the best
-# checkpoint evaluated with the flip test. Outputs land in runs/quickstart_pose2d/.
+# checkpoint evaluated with the flip test; last, figures to look at (learning curve, the network on
+# unseen synthetic scenes as a video and a contact sheet), their paths printed last. Outputs land
+# in runs/quickstart_pose2d/.
 SYNTHETIC_VAL := runs/data/synthetic_people/val
 demo: $(VENV)/.installed
 	$(PY) -m selecsls.tools.train configs/quickstart/pose2d_synthetic.yaml
 	$(PY) -m selecsls.tools.eval runs/quickstart_pose2d/best.pt --flip \
 		--ann $(SYNTHETIC_VAL)/annotations.json --images $(SYNTHETIC_VAL)/images
+	$(PY) -m selecsls.tools.showcase runs/quickstart_pose2d --threads 1
 
 # The classification quickstart: a SelecSLS classifier on built-in real data (scikit-learn's
-# digits), then its best checkpoint evaluated. Outputs land in runs/quickstart/.
+# digits), then its best checkpoint evaluated, then its learning curve and confusion matrix drawn.
+# Outputs land in runs/quickstart/.
 digits: $(VENV)/.installed
 	$(PY) -m selecsls.tools.train configs/quickstart/digits.yaml
 	$(PY) -m selecsls.tools.eval runs/quickstart/best.pt --data runs/data/digits/val
+	$(PY) -m selecsls.tools.showcase runs/quickstart
 
 # Every configuration at a glance and one real ImageNet image through a classifier.
 info: $(VENV)/.installed
