@@ -13,10 +13,10 @@ from selecsls.backbones import build_backbone, canonical_name
 from selecsls.backbones.fusion import fuse_bn_structure
 
 from .classification import ClassificationHead
-from .lifting import LiftingHead
+from .pose2d.xnect import XNect2DHead
+from .pose3d.lifting import LiftingHead
+from .pose3d.xnect import XNect3DHead
 from .prune import apply_pruned_config
-from .xnect2d import XNect2DHead
-from .xnect3d import XNect3DHead
 
 # Head name -> constructor taking (feature_specs, **kwargs); its signature is the config schema.
 HEADS: dict[str, Callable[..., nn.Module]] = {

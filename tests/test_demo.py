@@ -22,7 +22,7 @@ from torch import nn
 from selecsls.datasets.augment import EvalResize
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads import build_model, save_model
-from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.tools import demo
 from selecsls.tools._cli import run_cli
 from selecsls.tools.realtime import app

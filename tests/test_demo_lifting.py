@@ -4,7 +4,7 @@ the Stage I location-map read-out without one, for the PyTorch and the onnxrunti
 One random-weight Stage I + II model (selecsls42, xnect3d + lifting heads) and the same Stage I
 weights without the lifting head go through the demo on a few synthetic frames. The network
 outputs of every frame are recorded, so the 3D poses in the JSON can be checked against
-`heads.pose3d.predict_people3d` on the same outputs, with and without the lifting network.
+`heads.pose3d.people.predict_people3d` on the same outputs, with and without the lifting network.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads import build_model, load_model, save_model
-from selecsls.heads.lifting import find_lifting
-from selecsls.heads.pose3d import predict_people3d
+from selecsls.heads.pose3d.lifting import find_lifting
+from selecsls.heads.pose3d.people import predict_people3d
 from selecsls.tools import demo
 from selecsls.tools._cli import run_cli
 from selecsls.tools.realtime import app

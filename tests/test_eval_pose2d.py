@@ -18,7 +18,7 @@ from selecsls.datasets.augment import EvalResize
 from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.synthetic_people import generate
 from selecsls.heads import build_classifier, build_model, flip_test
-from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.weights import save_model
 from selecsls.tools._cli import run_cli
 from selecsls.tools.eval import main as eval_main

@@ -11,9 +11,9 @@ import torch
 
 from selecsls.datasets.synthetic_people import generate
 from selecsls.heads import build_model
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.codec3d import Pose3DCodec
 from selecsls.heads.flip_test import mirror_back, predict, predict_with_flip
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose3d.codec import Pose3DCodec
 from selecsls.heads.skeletons import COCO17_FLIP, JOINTS21_FLIP
 
 SIZE = (96, 64)  # W x H, multiples of 16: 12 x 8 cells

@@ -12,10 +12,10 @@ from selecsls.datasets.muco import camera_of, person_arrays
 from selecsls.datasets.synthetic_body import pose_body, rot_y, sample_angles, sample_bones
 from selecsls.datasets.synthetic_people import BODY_TO_CAMERA, FACE_FACING_MIN, render_image
 from selecsls.datasets.synthetic_render import facing_camera
-from selecsls.heads.codec3d import root_relative
-from selecsls.heads.geometry3d import project
-from selecsls.heads.lifting import build_inputs, inputs_from_ground_truth
-from selecsls.heads.lifting_points import NOSE, nose_in_3d, stage2_points
+from selecsls.heads.pose3d.codec import root_relative
+from selecsls.heads.pose3d.geometry import project
+from selecsls.heads.pose3d.lifting import build_inputs, inputs_from_ground_truth
+from selecsls.heads.pose3d.lifting_points import NOSE, nose_in_3d, stage2_points
 from selecsls.heads.skeletons import (
     COCO17_FROM_JOINTS21,
     COCO17_NAMES,

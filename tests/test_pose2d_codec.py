@@ -11,8 +11,8 @@ import torch
 
 from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.synthetic_people import generate
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.metrics2d import evaluate_keypoints, people_to_results, top_per_image
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results, top_per_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO_SAMPLE = DATA / "coco_sample"
@@ -143,7 +143,7 @@ def test_evaluation_guards(tmp_path):
 
 
 def test_peak_cap_keeps_the_highest_per_keypoint_type():
-    from selecsls.heads.codec2d_decode import find_peaks
+    from selecsls.heads.pose2d.peaks import find_peaks
 
     rng = np.random.default_rng(0)
     noise = rng.random((3, 40, 64)).astype(np.float32)  # thousands of local maxima

@@ -15,7 +15,7 @@ import pytest
 
 from selecsls.datasets.augment import EvalResize, TrainAugment, flip_horizontal
 from selecsls.datasets.coco import CocoKeypoints, DatasetError, collate_pose
-from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.skeletons import COCO17_FLIP, COCO17_NAMES
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

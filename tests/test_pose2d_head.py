@@ -11,8 +11,8 @@ from selecsls.backbones.fusion import fuse_bn
 from selecsls.datasets.synthetic_body import JOINT_NAMES
 from selecsls.heads import HEADS, build_model
 from selecsls.heads import skeletons as sk
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.xnect2d import XNect2DHead
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.xnect import XNect2DHead
 
 
 def pose_model(name: str, **kwargs):
@@ -133,7 +133,7 @@ def encoded_with_random_outputs(person: np.ndarray, size: tuple[int, int]) -> tu
 
 
 def test_masked_l2_loss_and_a_few_steps_lower_it():
-    from selecsls.heads.loss2d import pose2d_losses
+    from selecsls.heads.pose2d.loss import pose2d_losses
 
     torch.manual_seed(0)
     codec = Pose2DCodec()
@@ -171,7 +171,7 @@ def test_masked_l2_loss_and_a_few_steps_lower_it():
 
 
 def test_foreground_weight_scales_cells_near_keypoints():
-    from selecsls.heads.loss2d import pose2d_losses
+    from selecsls.heads.pose2d.loss import pose2d_losses
 
     torch.manual_seed(0)
     # a person in the top-left corner of a 128x128 input
@@ -197,7 +197,7 @@ def test_foreground_weight_scales_cells_near_keypoints():
 
 
 def test_paf_foreground_weight_scales_cells_inside_limbs():
-    from selecsls.heads.loss2d import limb_closeness, pose2d_losses
+    from selecsls.heads.pose2d.loss import limb_closeness, pose2d_losses
 
     torch.manual_seed(0)
     targets, outputs = encoded_with_random_outputs(line_person((20, 100), (10, 110)), (128, 128))

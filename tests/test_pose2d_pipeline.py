@@ -17,7 +17,7 @@ from selecsls.datasets.augment import (
     warp_with_frame,
 )
 from selecsls.datasets.coco import CocoKeypoints
-from selecsls.heads.codec2d import GAUSSIAN_CUTOFF, NUM_KEYPOINTS, Pose2DCodec
+from selecsls.heads.pose2d.codec import GAUSSIAN_CUTOFF, NUM_KEYPOINTS, Pose2DCodec
 from selecsls.heads.skeletons import COCO17_FLIP, LIMBS18, coco17_to_openpose18
 
 

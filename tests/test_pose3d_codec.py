@@ -8,7 +8,7 @@ import torch
 
 from selecsls.datasets.mix3d import synthetic_people_3d
 from selecsls.datasets.synthetic_people import generate
-from selecsls.heads.codec3d import READOUT_SOURCES, Pose3DCodec, locmap_loss, root_relative
+from selecsls.heads.pose3d.codec import READOUT_SOURCES, Pose3DCodec, locmap_loss, root_relative
 from selecsls.heads.skeletons import (
     JOINTS21_DETECTED,
     JOINTS21_NAMES,

@@ -19,9 +19,9 @@ from selecsls.datasets.mix3d import (
 )
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.datasets.synthetic_people import generate
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.codec3d import Pose3DCodec
-from selecsls.heads.geometry3d import project
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose3d.codec import Pose3DCodec
+from selecsls.heads.pose3d.geometry import project
 from selecsls.heads.skeletons import COCO17_FROM_JOINTS21, COCO17_NAMES
 
 FIXTURE = Path(__file__).resolve().parent / "data" / "muco_tiny"

@@ -13,9 +13,9 @@ from torch import nn
 from selecsls.datasets.mix3d import collate_pose3d, synthetic_people_3d
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.datasets.synthetic_people import generate
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.codec3d import Pose3DCodec
-from selecsls.heads.loss2d import keypoint_masks, pose2d_losses
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.loss import keypoint_masks, pose2d_losses
+from selecsls.heads.pose3d.codec import Pose3DCodec
 from selecsls.heads.skeletons import COCO17_FROM_JOINTS21, COCO17_NAMES, LIMBS18, OPENPOSE18_NAMES
 from selecsls.tools.engine.distributed import DistInfo
 from selecsls.tools.engine.tasks.pose3d_data import add_3d_targets, collate_stage1, readout_points

@@ -7,8 +7,8 @@ import torch
 
 from selecsls.backbones import FeatureSpec
 from selecsls.heads import HEADS, build_model, save_model
+from selecsls.heads.pose3d.xnect import XNect3DHead, stage1_state_from_2d
 from selecsls.heads.weights import read_model_file
-from selecsls.heads.xnect3d import XNect3DHead, stage1_state_from_2d
 
 
 @pytest.fixture(autouse=True)
@@ -79,8 +79,8 @@ def test_one_training_step_on_a_3d_batch():
 
     from selecsls.datasets.mix3d import collate_pose3d
     from selecsls.datasets.muco import Multi3DDataset
-    from selecsls.heads.codec2d import Pose2DCodec
-    from selecsls.heads.codec3d import Pose3DCodec, locmap_loss
+    from selecsls.heads.pose2d.codec import Pose2DCodec
+    from selecsls.heads.pose3d.codec import Pose3DCodec, locmap_loss
     from selecsls.heads.skeletons import COCO17_FROM_JOINTS21
 
     fixture = Path(__file__).resolve().parent / "data" / "muco_tiny"

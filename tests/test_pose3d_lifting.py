@@ -9,16 +9,16 @@ import torch
 
 from selecsls.datasets.synthetic_body import pose_body, rot_y, sample_angles, sample_bones
 from selecsls.datasets.synthetic_people import BODY_TO_CAMERA
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.codec3d import Pose3DCodec, root_relative
-from selecsls.heads.geometry3d import (
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose3d.codec import Pose3DCodec, root_relative
+from selecsls.heads.pose3d.geometry import (
     default_intrinsics,
     fit_translation,
     place_people,
     procrustes_align,
     project,
 )
-from selecsls.heads.lifting import (
+from selecsls.heads.pose3d.lifting import (
     LiftingNet,
     build_inputs,
     inputs_from_ground_truth,
@@ -28,7 +28,7 @@ from selecsls.heads.lifting import (
     lifting_targets,
     to_millimetres,
 )
-from selecsls.heads.pose3d import predict_people3d, stage2_training_pairs
+from selecsls.heads.pose3d.people import predict_people3d, stage2_training_pairs
 from selecsls.heads.skeletons import JOINTS21_DETECTED, JOINTS21_FROM_COCO17, STAGE2_JOINTS
 
 F, C = 500.0, np.array([320.0, 240.0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from selecsls.heads.metrics3d import (
+from selecsls.heads.pose3d.metrics import (
     EVAL_JOINTS,
     Pose3DEvaluator,
     auc,

@@ -14,7 +14,7 @@ import yaml
 from conftest import pose_data_section
 
 from selecsls.heads import build_model, load_model, save_model
-from selecsls.heads.lifting import find_lifting
+from selecsls.heads.pose3d.lifting import find_lifting
 from selecsls.tools._cli import run_cli
 from selecsls.tools.engine.config import read_yaml, resolve
 from selecsls.tools.engine.experiment import experiment_schema, load_experiment

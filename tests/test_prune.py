@@ -211,7 +211,7 @@ def test_lifting_head_is_left_alone(tmp_path) -> None:
     LiftingHead with the same weights, and Stage II's predictions do not change."""
     if "lifting" not in HEADS:
         pytest.skip("no lifting head")
-    from selecsls.heads.lifting import LiftingHead, find_lifting
+    from selecsls.heads.pose3d.lifting import LiftingHead, find_lifting
 
     config = {"backbone": "selecsls42", "heads": {"xnect3d": {}, "lifting": {}}}
     source = sparsify(build_model(config), seed=8)

@@ -46,7 +46,7 @@ from test_engine_train import run_torchrun
 from selecsls.backbones import hub
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.heads import build_classifier, convert_keys, export_state_dict, load_model
-from selecsls.heads.xnect3d import stage1_state_from_2d
+from selecsls.heads.pose3d.xnect import stage1_state_from_2d
 from selecsls.tools.engine.experiment import load_experiment
 from selecsls.tools.eval import main as eval_main
 from selecsls.tools.train import main as train_main

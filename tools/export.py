@@ -5,9 +5,10 @@
 
 The graph takes (N, 3, H, W) float32 ImageNet-normalised RGB (any N, H, W) and returns the raw
 head outputs by name (e.g. heatmaps (N, 19, H/8, W/8) and pafs (N, 38, H/8, W/8)); decoding stays
-in Python (`selecsls.heads.codec2d`). Before the file is written under its name, onnxruntime runs
-it on the same random input as PyTorch, at the export size and at a second, odd size (to prove
-the size is really dynamic); every output must agree within --rtol of its largest magnitude.
+in Python (`selecsls.heads.pose2d.codec`). Before the file is written under its name,
+onnxruntime runs it on the same random input as PyTorch, at the export size and at a second, odd
+size (to prove the size is really dynamic); every output must agree within --rtol of its largest
+magnitude.
 The model config, input size and codec settings go into the file's metadata, which the demo's
 --backend onnxruntime reads; so does a Stage I + II checkpoint's Stage II (its weights as text,
 ~2 MB: Stage II runs per person after decoding, in PyTorch on the CPU, not in the graph).

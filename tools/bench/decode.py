@@ -16,8 +16,8 @@ import numpy as np
 
 from selecsls.datasets.synthetic_body import J
 from selecsls.datasets.synthetic_people import parse_size, sample_camera, sample_people
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.codec2d_decode import find_peaks
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.peaks import find_peaks
 
 
 def people_keypoints(rng: np.random.Generator, size: tuple[int, int], count: int) -> np.ndarray:

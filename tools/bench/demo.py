@@ -32,7 +32,7 @@ import torch
 
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads import build_model, save_model
-from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.tools._cli import parse_size
 from selecsls.tools.deploy.quantize import Int8Runner, letterboxed
 from selecsls.tools.realtime.app import Options, annotate, run

@@ -27,7 +27,7 @@ import torch
 
 from selecsls.datasets.augment import TrainAugment
 from selecsls.datasets.coco import CocoKeypoints
-from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.skeletons import COCO17_FLIP
 from selecsls.tools._cli import parse_size, run_cli
 

@@ -16,7 +16,7 @@ import torch
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.heads import Model
-from selecsls.heads.lifting import find_lifting
+from selecsls.heads.pose3d.lifting import find_lifting
 from selecsls.tools.realtime.outputs import temporary_beside
 from selecsls.tools.realtime.pose3d import LIFTING_KEY, lifting_to_text
 from selecsls.tools.realtime.runtime import load_pose_file, require_onnxruntime

@@ -7,7 +7,7 @@ The checkpoint's resolved config (checkpoint["experiment"]) gives the codec sett
 letterbox size (data.input_size); a pose model file without one (e.g. a fused copy) uses the
 codec's defaults and checkpoint["input_size"] or 368x368. Images are letterboxed exactly as the
 training run's validation (EvalResize), decoded by the codec and scored by the engine's own
-evaluation (tools/engine/tasks/pose2d_eval.py -> heads/metrics2d.py), so the figures match the
+evaluation (tools/engine/tasks/pose2d_eval.py -> heads/pose2d/metrics.py), so the figures match the
 `val_AP` a run logs for the same set.
 """
 

@@ -1,8 +1,8 @@
 """3D poses for the demo: XNect Stage I read-out or Stage II lifting, then absolute placement.
 
 A network with the Stage I 3D branch ("xnect3d" head) outputs location maps ("locmaps"). Each
-frame, `Pose3DStage` hands one image's outputs to `heads.pose3d.predict_people3d`, which decodes
-the 2D people and gives every person a root-relative 3D pose:
+frame, `Pose3DStage` hands one image's outputs to `heads.pose3d.people.predict_people3d`, which
+decodes the 2D people and gives every person a root-relative 3D pose:
 - Stage II ("stage2"): when a LiftingNet is known (the checkpoint's "lifting" head, or
   `--lifting CKPT`), the per-person lifting network on the 2D joints + location-map read-outs;
 - Stage I ("stage1"): otherwise the location maps read at each joint's 2D detection.
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.codec3d import Pose3DCodec
-from selecsls.heads.lifting import LiftingNet, find_lifting
-from selecsls.heads.pose3d import predict_people3d
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose3d.codec import Pose3DCodec
+from selecsls.heads.pose3d.lifting import LiftingNet, find_lifting
+from selecsls.heads.pose3d.people import predict_people3d
 
 LOCMAPS = "locmaps"  # the Stage I 3D branch's output name (heads.xnect3d)
 LIFTING_KEY = "lifting_state"  # ONNX metadata: Stage II's weights (lifting_to_text)

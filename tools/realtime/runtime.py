@@ -32,7 +32,7 @@ from selecsls.backbones.fusion import fuse_bn
 from selecsls.datasets.augment import PAD_VALUE, EvalResize
 from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
-from selecsls.heads.codec2d import Pose2DCodec
+from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.tools.deploy.frozen import FrozenRunner
 from selecsls.tools.engine.amp import cpu_has_bf16
 from selecsls.tools.realtime.pose3d import LOCMAPS, Pose3DStage, codec3d_from

@@ -2,8 +2,9 @@
 
 The model is a Stage I checkpoint's network (model.stage1; its weights frozen) plus a "lifting"
 head holding the LiftingNet, so every checkpoint is a complete Stage I + II model:
-`heads.load_model(path)` rebuilds both and `heads.pose3d.predict_people3d(..., lifting=...)` (or
-`heads.lifting.find_lifting(model)`) applies Stage II to every detected person.
+`heads.load_model(path)` rebuilds both and
+`heads.pose3d.people.predict_people3d(..., lifting=...)` (or
+`heads.pose3d.lifting.find_lifting(model)`) applies Stage II to every detected person.
 
 Training inputs (data.inputs):
 - ground_truth: each 3D-labelled person of data.train_json (no images are read), turned by a
@@ -32,7 +33,7 @@ from selecsls.backbones import canonical_name
 from selecsls.datasets.mix3d import Multi3DPeople
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads import build_model
-from selecsls.heads.lifting import find_lifting, lifting_loss
+from selecsls.heads.pose3d.lifting import find_lifting, lifting_loss
 from selecsls.heads.weights import read_model_file
 
 from ..config import Field, Schema

@@ -11,13 +11,13 @@ from torch import nn
 
 from selecsls.datasets.synthetic_people import FACE_FACING_MIN
 from selecsls.datasets.synthetic_render import facing_camera
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.codec3d import Pose3DCodec
-from selecsls.heads.geometry3d import project
-from selecsls.heads.lifting import inputs_from_ground_truth, lift_people, lifting_targets
-from selecsls.heads.lifting_points import nose_in_3d, turned_keypoints
-from selecsls.heads.metrics3d import Pose3DEvaluator
-from selecsls.heads.pose3d import stage2_training_pairs
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose3d.codec import Pose3DCodec
+from selecsls.heads.pose3d.geometry import project
+from selecsls.heads.pose3d.lifting import inputs_from_ground_truth, lift_people, lifting_targets
+from selecsls.heads.pose3d.lifting_points import nose_in_3d, turned_keypoints
+from selecsls.heads.pose3d.metrics import Pose3DEvaluator
+from selecsls.heads.pose3d.people import stage2_training_pairs
 from selecsls.heads.skeletons import JOINTS21_NAMES, JOINTS21_ROOT, coco17_to_joints21_2d
 
 from .pose3d_eval import summary
@@ -30,7 +30,7 @@ def ground_truth_batch(people: dict[str, torch.Tensor], data: dict[str, Any]) ->
     `lifting_targets`' tensors}: each person turned by a random yaw (data.yaw), then Stage I
     outputs simulated with noise (data.noise2d, noise_near, noise_far, drop). With the people's
     COCO "keypoints" (B, 17, 3) the 2D points are made as at inference (head = nose; see
-    `heads.lifting_points`); without them the head point is the head centre. "coco_labelled"
+    `heads.pose3d.lifting_points`); without them the head point is the head centre. "coco_labelled"
     (B,) marks people labelled COCO-style (face points wherever visible): no nose, no head point."""
     rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
     joints = people["joints3d"].numpy().astype(np.float64)

@@ -25,8 +25,8 @@ from selecsls.datasets.augment import EvalResize, TrainAugment
 from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints, collate_pose
 from selecsls.datasets.synthetic_people import DEPTH_RANGE, generate, generator_params
 from selecsls.heads import build_model
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.loss2d import pose2d_losses
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.loss import pose2d_losses
 from selecsls.heads.skeletons import COCO17_FLIP
 from selecsls.tools._cli import parse_size as parse_cli_size
 

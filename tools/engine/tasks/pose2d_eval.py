@@ -11,7 +11,7 @@ from torch import nn
 
 from selecsls.backbones.checkpoint import CheckpointError
 from selecsls.heads.flip_test import predict
-from selecsls.heads.metrics2d import evaluate_keypoints, people_to_results
+from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results
 from selecsls.heads.weights import check_fit, read_model_file
 
 from ..distributed import DistInfo, gather_objects

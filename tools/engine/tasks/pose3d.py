@@ -4,7 +4,7 @@ Data: a MuCo-3DHP / MuPoTS-format json + images (the built-in synthetic people a
 compatible format by data.prepare=synthetic), optionally mixed with a 2D-only COCO-format set
 (data.coco_json; its people train only the 2D branch). Training samples go through `Augment3D`
 (a similarity the camera and 3D joints follow exactly), the 2D codec's encode and, in `collate`,
-the 3D codec's location-map targets plus per-keypoint 2D masks (`heads.loss2d.keypoint_masks`:
+the 3D codec's location-map targets plus per-keypoint 2D masks (`heads.pose2d.loss.keypoint_masks`:
 people made from 3D joints have no face keypoints, which must not be trained as background).
 Loss: the pose2d loss + loss.locmap_weight x the masked location-map L2 (`codec3d.locmap_loss`;
 people without 3D labels have zero weight there).
@@ -27,8 +27,8 @@ from torch import nn
 
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads import build_model
-from selecsls.heads.codec3d import locmap_loss
-from selecsls.heads.loss2d import pose2d_losses
+from selecsls.heads.pose2d.loss import pose2d_losses
+from selecsls.heads.pose3d.codec import locmap_loss
 
 from ..config import Field, Schema, merge_schemas
 from ..distributed import DistInfo

@@ -21,9 +21,10 @@ from selecsls.datasets.augment3d import Augment3D
 from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.mix3d import With3DFields, collate_pose3d
 from selecsls.datasets.muco import Multi3DDataset
-from selecsls.heads.codec2d import Pose2DCodec
-from selecsls.heads.codec3d import Pose3DCodec
-from selecsls.heads.loss2d import keypoint_masks
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.loss import keypoint_masks
+from selecsls.heads.pose3d.codec import Pose3DCodec
+from selecsls.heads.pose3d.xnect import stage1_state_from_2d
 from selecsls.heads.skeletons import (
     COCO17_FLIP,
     COCO17_FROM_JOINTS21,
@@ -31,7 +32,6 @@ from selecsls.heads.skeletons import (
     coco17_to_joints21_2d,
 )
 from selecsls.heads.weights import fit_problems, read_model_file
-from selecsls.heads.xnect3d import stage1_state_from_2d
 
 from .pose2d import train_augment
 
@@ -121,9 +121,9 @@ def train_datasets(task: Any) -> Dataset:
 def load_stage1_weights(model: nn.Module, source: str, key: str = "model.weights") -> str:
     """Initialise a Stage I model from a file or published name; returns what was loaded.
 
-    - a Stage I (or Stage I + II) checkpoint (`heads.xnect3d.*`): Stage I loads whole;
-    - a 2D checkpoint (`heads.xnect2d.*`, the pose2d task's): backbone + 2D branch, the 3D branch
-      keeps its initialisation (`xnect3d.stage1_state_from_2d`);
+    - a Stage I (or Stage I + II) checkpoint (keys `heads.xnect3d.*`): Stage I loads whole;
+    - a 2D checkpoint (keys `heads.xnect2d.*`, the pose2d task's): backbone + 2D branch, the 3D
+      branch keeps its initialisation (`xnect3d.stage1_state_from_2d`);
     - an ImageNet file: the backbone only.
     A mismatch in what is loaded is a CheckpointError naming the config key."""
     state, _ = read_model_file(source)

@@ -2,7 +2,7 @@
 
 One pass over the images: the 2D branch's people (decoded in input pixels), their 3D poses read
 from the location maps (and lifted by Stage II when the model has it), MuPoTS-style metrics
-(`heads.metrics3d.Pose3DEvaluator`: MPJPE, PA-MPJPE, 3DPCK@150mm, AUC over matched people, and
+(`heads.pose3d.metrics.Pose3DEvaluator`: MPJPE, PA-MPJPE, 3DPCK@150mm, AUC over matched people, and
 3DPCK/AUC over all people) against the 3D-labelled ground truth, and, when the val json is
 COCO-format (the synthetic set), the 2D OKS AP through pycocotools. With Stage II the main 3D
 keys are the lifted poses' and "readout_*" the Stage I read-out's. "gt2d_*" reads the location
@@ -29,12 +29,12 @@ from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, DatasetError, load_coco_keypoints
 from selecsls.datasets.mix3d import collate_pose3d
 from selecsls.datasets.muco import Multi3DDataset
-from selecsls.heads.codec2d import Pose2DCodec, invert_points
-from selecsls.heads.codec3d import Pose3DCodec
 from selecsls.heads.flip_test import predict
-from selecsls.heads.lifting import LiftingNet, find_lifting, inputs_from_stage1, lift_people
-from selecsls.heads.metrics2d import evaluate_keypoints, people_to_results
-from selecsls.heads.metrics3d import Pose3DEvaluator
+from selecsls.heads.pose2d.codec import Pose2DCodec, invert_points
+from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results
+from selecsls.heads.pose3d.codec import Pose3DCodec
+from selecsls.heads.pose3d.lifting import LiftingNet, find_lifting, inputs_from_stage1, lift_people
+from selecsls.heads.pose3d.metrics import Pose3DEvaluator
 from selecsls.heads.skeletons import coco17_to_joints21_2d
 from selecsls.heads.weights import load_model
 from selecsls.tools.deploy.quantize import quantize_for_eval

@@ -5,7 +5,7 @@ The 3D branch (DESIGN.md section 4), conv-BN-ReLU except the last layer:
     -> 3x3 -> 160 -> concat with the 2D branch's 128-channel stride-8 feature (288)
     -> 1x1 -> 160 -> 3x3 groups 4 -> 128 -> 3x3 conv with bias -> 63 location-map channels.
 Channel 3j + c of the location maps is coordinate c (x, y, z) of 3D joint j (the 21-joint order of
-`heads.skeletons`), root-relative, in the codec's unit (`heads.codec3d`).
+`heads.skeletons`), root-relative, in the codec's unit (`heads.pose3d.codec`).
 
 Why one head subclassing the 2D head: the 3D branch needs the 2D branch's intermediate feature, and
 the backbone -> head interface hands a head only backbone features. Subclassing keeps the 2D
@@ -22,14 +22,14 @@ from torch import nn
 
 from selecsls.backbones import FeatureSpec, conv_bn_relu
 
-from .skeletons import JOINTS21_NAMES
-from .xnect2d import (
+from ..pose2d.xnect import (
     NUM_HEATMAPS,
     XNect2DHead,
     grouped_conv_bn_relu,
     init_branch,
     upsample_bn_relu,
 )
+from ..skeletons import JOINTS21_NAMES
 
 NUM_JOINTS3D = len(JOINTS21_NAMES)
 NUM_LOCMAPS = 3 * NUM_JOINTS3D

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .codec2d_decode import find_peaks, people_to_coco17, to_numpy
+from ..skeletons import LIMBS18, OPENPOSE18_NAMES, coco17_to_openpose18
 from .grouping import group_people
-from .skeletons import LIMBS18, OPENPOSE18_NAMES, coco17_to_openpose18
+from .peaks import find_peaks, people_to_coco17, to_numpy
 
 NUM_KEYPOINTS = len(OPENPOSE18_NAMES)
 # Heatmap Gaussians are written where they reach this value (below it they are 0).

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .skeletons import COCO17_FROM_JOINTS21, COCO17_NAMES, JOINTS21_NAMES, coco17_to_joints21_2d
+from ..skeletons import COCO17_FROM_JOINTS21, COCO17_NAMES, JOINTS21_NAMES, coco17_to_joints21_2d
 
 NUM_JOINTS = len(JOINTS21_NAMES)
 NOSE = COCO17_NAMES.index("nose")

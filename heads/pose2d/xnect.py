@@ -7,7 +7,7 @@ Layers (DESIGN.md section 4), all conv-BN-ReLU except the last:
 
 Output size: the backbone's stride-16 map is ceil(H/16) x ceil(W/16) and the transposed conv
 exactly doubles it, so the maps are 2*ceil(H/16) x 2*ceil(W/16) (= H/8 x W/8 when 16 divides H, W).
-A map cell (i, j) stands for input pixel (8j + 3.5, 8i + 3.5); see `heads.codec2d`.
+A map cell (i, j) stands for input pixel (8j + 3.5, 8i + 3.5); see `heads.pose2d.codec`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 
 from selecsls.backbones import FeatureSpec, conv_bn_relu, init_weights
 
-from .skeletons import LIMBS18, OPENPOSE18_NAMES
+from ..skeletons import LIMBS18, OPENPOSE18_NAMES
 
 NUM_HEATMAPS = len(OPENPOSE18_NAMES) + 1  # + background
 NUM_PAFS = 2 * len(LIMBS18)

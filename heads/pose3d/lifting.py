@@ -5,7 +5,7 @@ legs) the row (u, v, confidence, 63 location-map values read at that joint), sha
 - (u, v): the joint's 2D position minus the neck's, divided by the person's 2D size (RMS distance
   of its detected joints from the neck), so the input is free of image scale;
 - confidence: the 2D detection score in [0, 1] (0 for an undetected joint, whose row is all 0);
-- the read-out: all 63 Stage I channels at the joint (metres, root-relative; `heads.codec3d`).
+- the read-out: all 63 Stage I channels at the joint (metres, root-relative; `heads.pose3d.codec`).
 Layers: a convolution spanning all 14 joints (= fully connected) -> 160, then 256, 256, 128, each
 with BN + ReLU, then 64 = 63 pose values + 1 scale. The pose is root-relative and normalised by the
 scale (the RMS distance of the joints from the pelvis, metres); the metric pose is pose x scale.
@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .codec3d import READOUT_SOURCES, Pose3DCodec, root_relative
+from ..prune import FilledHead
+from ..skeletons import JOINTS21_NAMES, JOINTS21_PARENTS, NECK, STAGE2_JOINTS
+from .codec import READOUT_SOURCES, Pose3DCodec, root_relative
 from .lifting_points import stage2_points
-from .prune import FilledHead
-from .skeletons import JOINTS21_NAMES, JOINTS21_PARENTS, NECK, STAGE2_JOINTS
 
 NUM_JOINTS = len(JOINTS21_NAMES)
 READOUT_CHANNELS = 3 * NUM_JOINTS
@@ -77,7 +77,7 @@ class LiftingHead(nn.Module):
 
     Stage II works on decoded people, not on feature maps: `forward(features)` returns nothing
     (the exported network is Stage I alone) and `self.net` (a LiftingNet) is applied per person
-    after decoding (`heads.pose3d.predict_people3d(..., lifting=head.net)`)."""
+    after decoding (`heads.pose3d.people.predict_people3d(..., lifting=head.net)`)."""
 
     def __init__(self, feature_specs=None, widths=(160, 256, 256, 128)) -> None:
         super().__init__()

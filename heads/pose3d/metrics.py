@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry3d import procrustes_align
-from .skeletons import JOINTS21_ROOT
+from ..skeletons import JOINTS21_ROOT
+from .geometry import procrustes_align
 
 # MuPoTS-3D's 17 evaluated joints are the first 17 of the 21 order; the pelvis is left out of the
 # averages because its root-relative error is 0 by construction.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codec2d_decode import Peaks
+from .peaks import Peaks
 
 
 def candidate_pairs(

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .codec2d import NUM_KEYPOINTS, Pose2DCodec
-from .skeletons import LIMBS18, OPENPOSE18_FROM_COCO17
+from ..skeletons import LIMBS18, OPENPOSE18_FROM_COCO17
+from .codec import NUM_KEYPOINTS, Pose2DCodec
 
 # target key -> its optional per-channel mask key (from keypoint_masks)
 CHANNEL_MASKS = {"heatmaps": "heatmap_mask", "pafs": "paf_mask"}

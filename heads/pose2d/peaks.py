@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .skeletons import COCO17_FROM_OPENPOSE18
+from ..skeletons import COCO17_FROM_OPENPOSE18
 
 
 class Peaks(NamedTuple):

@@ -3,7 +3,7 @@
 The steps: 2D people from heatmaps + PAFs (`Pose2DCodec`), their 21-joint read-out locations
 (`skeletons.coco17_to_joints21_2d`), root-relative 3D poses either read from the location maps
 (`Pose3DCodec.decode`) or lifted by Stage II (`lifting`), then absolute placement by a
-least-squares fit to the 2D joints (`geometry3d.place_people`) with the image's intrinsics, or
+least-squares fit to the 2D joints (`geometry.place_people`) with the image's intrinsics, or
 default ones from the image width.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .codec2d import Pose2DCodec, invert_points
-from .codec2d_decode import to_numpy
-from .codec3d import Pose3DCodec
-from .geometry3d import place_people
+from ..pose2d.codec import Pose2DCodec, invert_points
+from ..pose2d.peaks import to_numpy
+from ..skeletons import JOINTS21_FROM_OPENPOSE18, JOINTS21_NAMES, coco17_to_joints21_2d
+from .codec import Pose3DCodec
+from .geometry import place_people
 from .lifting import LiftingNet, inputs_from_stage1, lift_people
-from .metrics3d import match_people
-from .skeletons import JOINTS21_FROM_OPENPOSE18, JOINTS21_NAMES, coco17_to_joints21_2d
+from .metrics import match_people
 
 # 3D joints whose 2D detection is the joint itself; the head is detected as the nose, which
 # sits ~10 cm in front of it, so it is left out of the depth fit.

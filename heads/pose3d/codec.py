@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .codec2d import Pose2DCodec
-from .codec2d_decode import to_numpy
-from .skeletons import JOINTS21_DETECTED, JOINTS21_NAMES, JOINTS21_NEIGHBOURS, JOINTS21_ROOT
+from ..pose2d.codec import Pose2DCodec
+from ..pose2d.peaks import to_numpy
+from ..skeletons import JOINTS21_DETECTED, JOINTS21_NAMES, JOINTS21_NEIGHBOURS, JOINTS21_ROOT
 
 NUM_JOINTS = len(JOINTS21_NAMES)
 # For each joint, the detected joints whose locations may carry its channels: itself, then its
