@@ -58,3 +58,25 @@ def test_readme_python_blocks_are_ruff_formatted(index):
     cmd = [sys.executable, "-m", "ruff", "format", "--check", "--stdin-filename", "block.py", "-"]
     result = subprocess.run(cmd, input=block, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def broken_links(path: Path) -> list[str]:
+    """Relative links and images of a markdown file whose target does not exist."""
+    targets = LINK.findall(path.read_text())
+    local = [t for t in targets if not re.match(r"[a-z]+://|mailto:", t)]
+    return [t for t in local if not (path.parent / t).exists()]
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.name)
+def test_relative_links_resolve(document):
+    assert not broken_links(document)
+
+
+def test_link_check_catches_a_missing_target(tmp_path):
+    page = tmp_path / "page.md"
+    (tmp_path / "there.png").write_bytes(b"")
+    page.write_text("![a](there.png) [b](docs/missing.md#part) [c](https://example.org/x)")
+    assert broken_links(page) == ["docs/missing.md"]
