@@ -17,8 +17,10 @@ from selecsls.datasets.augment import (
     warp_with_frame,
 )
 from selecsls.datasets.coco import CocoKeypoints
-from selecsls.heads.pose2d.codec import GAUSSIAN_CUTOFF, NUM_KEYPOINTS, Pose2DCodec
-from selecsls.heads.skeletons import COCO17_FLIP, LIMBS18, coco17_to_openpose18
+from selecsls.heads.pose2d.codec import GAUSSIAN_CUTOFF, Pose2DCodec
+from selecsls.heads.skeletons import COCO17_FLIP, LIMBS18, OPENPOSE18_NAMES, coco17_to_openpose18
+
+NUM_KEYPOINTS = len(OPENPOSE18_NAMES)
 
 
 def reference_encode(codec: Pose2DCodec, keypoints, input_size, ignore_mask):

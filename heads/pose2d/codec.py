@@ -1,19 +1,22 @@
 """The 2D pose codec: people <-> heatmaps + part affinity fields, the geometry in one place.
 
 Conventions (shared by encode, decode and the network's output size):
-- Keypoints come in input-image pixels, pixel centres at integer coordinates, COCO order (P, 17, 3)
-  with v = 0 unlabelled, 1 labelled but occluded, 2 visible.
+- Keypoints come in input-image pixels, pixel centres at integer coordinates, in the annotation
+  order of the codec's skeleton (`skeleton`, COCO-17 by default): (P, K, 3) with v = 0
+  unlabelled, 1 labelled but occluded, 2 visible.
 - The maps have `stride` (8) input pixels per cell; cell (i, j) stands for input pixel
   (stride * j + (stride - 1) / 2, stride * i + (stride - 1) / 2), the centre of the block it covers.
 - Map size for an input of H x W is ceil(H / size_divisor) * (size_divisor / stride) (same for W):
   the backbone ends at stride 16 and the head doubles that map, so an input not divisible by 16
   gets 2 * ceil(H / 16) rows. Inputs are padded bottom/right; padding holds no people.
-- Heatmaps: 19 channels in the OpenPose-18 order + background (1 - max of the others); Gaussians of
-  `sigma` input pixels (0 where below GAUSSIAN_CUTOFF), max over people. PAFs: 38 channels, limb
-  i = channels (2i, 2i + 1) = the unit vector from->to on cells within `paf_half_width` cells of
-  the limb, averaged over people.
+- Heatmaps: one channel per keypoint of the skeleton's model order (for COCO: the OpenPose-18
+  order) + background (1 - max of the others), 19 for COCO; Gaussians of `sigma` input pixels
+  (0 where below GAUSSIAN_CUTOFF), max over people. PAFs: 2 channels per limb (38 for COCO),
+  limb i = channels (2i, 2i + 1) = the unit vector from->to on cells within `paf_half_width`
+  cells of the limb, averaged over people.
 - Decoding maps back to ORIGINAL image pixels through `transform`, the 2x3 affine matrix taking
-  original pixels to input pixels (from the resize/pad step), and returns COCO-17 keypoints.
+  original pixels to input pixels (from the resize/pad step), and returns keypoints in the
+  annotation order.
 """
 
 from __future__ import annotations
@@ -24,11 +27,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..skeletons import LIMBS18, OPENPOSE18_NAMES, coco17_to_openpose18
+from ..skeletons import Skeleton, get_skeleton
 from .grouping import group_people
-from .peaks import find_peaks, people_to_coco17, to_numpy
+from .peaks import find_peaks, people_to_annotation, to_numpy
 
-NUM_KEYPOINTS = len(OPENPOSE18_NAMES)
 # Heatmap Gaussians are written where they reach this value (below it they are 0).
 GAUSSIAN_CUTOFF = 1e-4
 
@@ -42,7 +44,8 @@ class Pose2DCodec:
     peak_threshold: minimum heatmap peak; paf_samples / paf_min_score / paf_min_ratio: limb
     scoring (a candidate limb needs PAF . direction > paf_min_score on > paf_min_ratio of the
     samples); min_keypoints: fewest keypoints a decoded person keeps; max_peaks: most peaks kept
-    per keypoint type (the highest), which bounds decoding time on noisy maps.
+    per keypoint type (the highest), which bounds decoding time on noisy maps; skeleton: the
+    registry name of the keypoints encoded and decoded (`heads.skeletons.SKELETONS`).
     """
 
     stride: int = 8
@@ -55,13 +58,25 @@ class Pose2DCodec:
     paf_min_ratio: float = 0.8
     min_keypoints: int = 3
     max_peaks: int = 64
+    skeleton: str = "coco17"
 
     def __post_init__(self) -> None:
+        self.keypoint_skeleton: Skeleton = get_skeleton(self.skeleton)
         if self.size_divisor % self.stride:
             raise ValueError(
                 f"codec: size_divisor {self.size_divisor} must be a multiple of "
                 f"stride {self.stride}"
             )
+
+    @property
+    def num_keypoints(self) -> int:
+        """Heatmap channels before the background (the skeleton's model keypoints)."""
+        return self.keypoint_skeleton.num_model_keypoints
+
+    @property
+    def limbs(self) -> tuple[tuple[int, int], ...]:
+        """PAF limbs as (from, to) model-order indices."""
+        return self.keypoint_skeleton.limb_indices
 
     # ------------------------------------------------------------------ geometry
     def map_size(self, input_size: tuple[int, int]) -> tuple[int, int]:
@@ -88,29 +103,33 @@ class Pose2DCodec:
         input_size: tuple[int, int],
         ignore_mask: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """People -> {"heatmaps": (19, h, w), "pafs": (38, h, w), "mask": (1, h, w)} float32.
+        """People -> {"heatmaps": (M + 1, h, w), "pafs": (2L, h, w), "mask": (1, h, w)} float32
+        (M model keypoints, L limbs; 19 and 38 channels for COCO).
 
-        keypoints: (P, 17, 3) COCO (x, y, v) in input pixels (P may be 0); input_size: (W, H);
-        ignore_mask: (H, W), nonzero where the loss must ignore the image (crowds, people without
-        keypoints). mask is 0 on cells that are mostly ignored, else 1.
+        keypoints: (P, K, 3) (x, y, v) in the annotation order, input pixels (P may be 0);
+        input_size: (W, H); ignore_mask: (H, W), nonzero where the loss must ignore the image
+        (crowds, people without keypoints). mask is 0 on cells that are mostly ignored, else 1.
         """
         width, height = self.map_size(input_size)
-        people = coco17_to_openpose18(np.asarray(keypoints, np.float32).reshape(-1, 17, 3))
-        heatmaps = np.zeros((NUM_KEYPOINTS + 1, height, width), np.float32)
-        heatmaps[:NUM_KEYPOINTS] = self._gaussians(people, width, height)
-        heatmaps[NUM_KEYPOINTS] = 1.0 - heatmaps[:NUM_KEYPOINTS].max(0)
+        skeleton, count = self.keypoint_skeleton, self.num_keypoints
+        people = skeleton.to_model(
+            np.asarray(keypoints, np.float32).reshape(-1, skeleton.num_keypoints, 3)
+        )
+        heatmaps = np.zeros((count + 1, height, width), np.float32)
+        heatmaps[:count] = self._gaussians(people, width, height)
+        heatmaps[count] = 1.0 - heatmaps[:count].max(0)
         pafs = self._pafs(people, width, height)
         mask = self._loss_mask(ignore_mask, width, height)
         return {"heatmaps": heatmaps, "pafs": pafs, "mask": mask}
 
     def _gaussians(self, people: np.ndarray, width: int, height: int) -> np.ndarray:
-        """(P, 18, 3) -> (18, h, w): per keypoint the max over people of separable Gaussians.
+        """(P, M, 3) -> (M, h, w): per keypoint the max over people of separable Gaussians.
 
         Each Gaussian is written only on the cells where it reaches GAUSSIAN_CUTOFF (a window of
         about 2 x 4.3 sigma); beyond them the full-map product is below the cutoff, so the maps
         differ from an everywhere-evaluated Gaussian by less than that.
         """
-        out = np.zeros((NUM_KEYPOINTS, height, width), np.float32)
+        out = np.zeros((self.num_keypoints, height, width), np.float32)
         person, keypoint = np.nonzero(people[..., 2] > 0)
         if len(person) == 0:
             return out
@@ -132,18 +151,19 @@ class Pose2DCodec:
         return out
 
     def _pafs(self, people: np.ndarray, width: int, height: int) -> np.ndarray:
-        """(P, 18, 3) -> (38, h, w): unit limb vectors on a band around each limb, averaged.
+        """(P, M, 3) -> (2L, h, w): unit limb vectors on a band around each limb, averaged.
 
         Only limbs with both ends labelled are rasterised, each in a window around its band (one
         batch of (limbs, window) tests), and summed per limb type with bincount.
         """
-        pafs = np.zeros((len(LIMBS18), 2, height * width), np.float32)
+        num_limbs = len(self.limbs)
+        pafs = np.zeros((num_limbs, 2, height * width), np.float32)
         if len(people) == 0:
             return pafs.reshape(-1, height, width)
-        limbs = np.array(LIMBS18)
+        limbs = np.array(self.limbs)
         points = (people[..., :2] - (self.stride - 1) / 2) / self.stride  # map cells
         # (limb, person) pairs with both ends labelled and a direction
-        valid = (people[:, limbs[:, 0], 2] > 0) & (people[:, limbs[:, 1], 2] > 0)  # (P, 19)
+        valid = (people[:, limbs[:, 0], 2] > 0) & (people[:, limbs[:, 1], 2] > 0)  # (P, L)
         start, end = points[:, limbs[:, 0]][valid], points[:, limbs[:, 1]][valid]  # (n, 2)
         limb = np.nonzero(valid)[1]
         vec = end - start
@@ -172,11 +192,11 @@ class Pose2DCodec:
         band &= np.abs(dx * uy - dy * ux) <= reach
         which, row, col = np.nonzero(band)
         cell = limb[which] * (height * width) + ys[which, row, 0] * width + xs[which, 0, col]
-        total = len(LIMBS18) * height * width
+        total = num_limbs * height * width
         count = np.bincount(cell, minlength=total)
         for axis in range(2):
             summed = np.bincount(cell, weights=unit[which, axis], minlength=total)
-            pafs[:, axis] = (summed / np.maximum(count, 1)).reshape(len(LIMBS18), -1)
+            pafs[:, axis] = (summed / np.maximum(count, 1)).reshape(num_limbs, -1)
         return pafs.reshape(-1, height, width)
 
     def _loss_mask(self, ignore_mask: np.ndarray | None, width: int, height: int) -> np.ndarray:
@@ -197,23 +217,27 @@ class Pose2DCodec:
     def decode(
         self, heatmaps, pafs, transform: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One image's maps -> (keypoints (P, 17, 3), scores (P,)), best first.
+        """One image's maps -> (keypoints (P, K, 3) in the annotation order, scores (P,)), best
+        first.
 
-        heatmaps: (19, h, w) (or (18, h, w)), pafs: (38, h, w), numpy or torch. keypoints are
+        heatmaps: (M + 1, h, w) (or (M, h, w)), pafs: (2L, h, w), numpy or torch. keypoints are
         (x, y, keypoint score) in ORIGINAL image pixels when `transform` (2x3 affine, original ->
         input pixels) is given, else in input pixels; undetected keypoints are (0, 0, 0).
         """
         heatmaps, pafs = to_numpy(heatmaps), to_numpy(pafs)
-        peaks = find_peaks(heatmaps[:NUM_KEYPOINTS], self.peak_threshold, self.max_peaks)
+        self._check_channels(heatmaps, pafs)
+        peaks = find_peaks(heatmaps[: self.num_keypoints], self.peak_threshold, self.max_peaks)
         people, scores = group_people(
             peaks,
             pafs,
-            LIMBS18,
+            self.limbs,
             samples=self.paf_samples,
             min_score=self.paf_min_score,
             min_ratio=self.paf_min_ratio,
         )
-        keypoints, scores = people_to_coco17(people, self.min_keypoints)
+        keypoints, scores = people_to_annotation(
+            people, self.keypoint_skeleton.annotation_from_model, self.min_keypoints
+        )
         keypoints[..., :2] = self.to_input_pixels(keypoints[..., :2])
         if transform is not None:
             keypoints[..., :2] = invert_points(transform, keypoints[..., :2])
@@ -221,10 +245,22 @@ class Pose2DCodec:
         order = np.argsort(-scores, kind="stable")
         return keypoints[order], scores[order]
 
+    def _check_channels(self, heatmaps: np.ndarray, pafs: np.ndarray) -> None:
+        """ValueError when the maps are not this skeleton's (a model of another skeleton)."""
+        skeleton = self.keypoint_skeleton
+        if heatmaps.shape[0] not in (skeleton.num_heatmaps, self.num_keypoints) or (
+            pafs.shape[0] != skeleton.num_pafs
+        ):
+            raise ValueError(
+                f"decode: {heatmaps.shape[0]} heatmap and {pafs.shape[0]} PAF channels, but "
+                f"skeleton {skeleton.name} has {skeleton.num_heatmaps} and {skeleton.num_pafs}"
+            )
+
     def decode_batch(
         self, outputs: dict, transforms: list[np.ndarray] | None = None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """{"heatmaps": (N, 19, h, w), "pafs": (N, 38, h, w)} -> per image (keypoints, scores)."""
+        """{"heatmaps": (N, M + 1, h, w), "pafs": (N, 2L, h, w)} -> per image (keypoints,
+        scores)."""
         heatmaps, pafs = to_numpy(outputs["heatmaps"]), to_numpy(outputs["pafs"])
         return [
             self.decode(heatmaps[n], pafs[n], None if transforms is None else transforms[n])

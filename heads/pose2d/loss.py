@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..skeletons import LIMBS18, OPENPOSE18_FROM_COCO17
-from .codec import NUM_KEYPOINTS, Pose2DCodec
+from .codec import Pose2DCodec
 
 # target key -> its optional per-channel mask key (from keypoint_masks)
 CHANNEL_MASKS = {"heatmaps": "heatmap_mask", "pafs": "paf_mask"}
@@ -31,9 +30,10 @@ def pose2d_losses(
 ) -> dict[str, torch.Tensor]:
     """Masked squared error summed over cells and channels, halved, averaged over the batch.
 
-    outputs: {"heatmaps": (N, 19, h, w), "pafs": (N, 38, h, w)} from the head; targets: the
-    codec's {"heatmaps", "pafs", "mask": (N, 1, h, w)} (mask 0 where crowds or unannotated people
-    lie), optionally "heatmap_mask" (N, 19, h, w) and "paf_mask" (N, 38, h, w) from
+    outputs: {"heatmaps": (N, M + 1, h, w), "pafs": (N, 2L, h, w)} from the head (19 and 38
+    channels for COCO); targets: the codec's {"heatmaps", "pafs", "mask": (N, 1, h, w)} (mask 0
+    where crowds or unannotated people lie), optionally "heatmap_mask" (N, M + 1, h, w) and
+    "paf_mask" (N, 2L, h, w) from
     `keypoint_masks` (multiplied in). Returns {"heatmap_loss", "paf_loss", "loss" =
     heatmap_loss + paf_weight * paf_loss}.
     Summing (not averaging) over cells keeps the gradient per person independent of the image
@@ -72,8 +72,8 @@ def pose2d_losses(
 
 
 def keypoint_closeness(heatmaps: torch.Tensor) -> torch.Tensor:
-    """(N, 19, h, w) target heatmaps -> how close each cell is to a keypoint of the channel's type,
-    in [0, 1]: the target itself, and for the background channel (last) 1 - background, i.e.
+    """(N, M + 1, h, w) target heatmaps -> how close each cell is to a keypoint of the channel's
+    type, in [0, 1]: the target itself, and for the background channel (last) 1 - background, i.e.
     closeness to any keypoint."""
     closeness = heatmaps.float().clone()
     closeness[:, -1] = 1 - closeness[:, -1]
@@ -98,32 +98,34 @@ def keypoint_masks(
     """Per-channel loss masks for people whose annotation lacks some keypoint types.
 
     region_points: (P, M, 3) any 2D points of each person (x, y, v) in input pixels, v > 0 where
-    labelled (e.g. its COCO keypoints and projected 3D joints together); unlabelled: (P, 17) bool,
-    COCO types the person's annotation cannot provide; input_size (W, H); margin: input pixels
-    added around each person's box (default 2 sigma, the reach of a Gaussian).
-    Returns {"heatmap_mask": (19, h, w), "paf_mask": (38, h, w)} float32 (see module docstring).
+    labelled (e.g. its COCO keypoints and projected 3D joints together); unlabelled: (P, K) bool,
+    the types (annotation order of the codec's skeleton) the person's annotation cannot provide;
+    input_size (W, H); margin: input pixels added around each person's box (default 2 sigma, the
+    reach of a Gaussian).
+    Returns {"heatmap_mask": (M + 1, h, w), "paf_mask": (2L, h, w)} float32 (module docstring).
     """
     width, height = codec.map_size(input_size)
-    heat = np.ones((NUM_KEYPOINTS + 1, height, width), np.float32)
-    paf = np.ones((2 * len(LIMBS18), height, width), np.float32)
-    unlabelled = np.asarray(unlabelled, bool).reshape(-1, 17)
+    skeleton = codec.keypoint_skeleton
+    heat = np.ones((skeleton.num_heatmaps, height, width), np.float32)
+    paf = np.ones((skeleton.num_pafs, height, width), np.float32)
+    unlabelled = np.asarray(unlabelled, bool).reshape(-1, skeleton.num_keypoints)
     points = np.asarray(region_points, np.float32)
     points = points.reshape(len(unlabelled), points.shape[-2] if points.ndim > 1 else 0, 3)
     margin = 2 * codec.sigma if margin is None else margin
-    source = np.array(OPENPOSE18_FROM_COCO17)
-    limbs = np.array(LIMBS18)
+    source = np.array(skeleton.model_from_annotation)
+    limbs = np.array(skeleton.limb_indices)
     xs, ys = codec.cell_centres(width), codec.cell_centres(height)
     for person, lacks in zip(points, unlabelled):
         labelled = person[person[:, 2] > 0, :2]
         if not lacks.any() or len(labelled) == 0:
             continue
-        # OpenPose types the person lacks (the neck is derived from the shoulders)
-        lacks18 = np.where(source >= 0, lacks[np.maximum(source, 0)], False)
+        # model types the person lacks (derived points, e.g. the neck, are made when present)
+        lacks_model = np.where(source >= 0, lacks[np.maximum(source, 0)], False)
         low, high = labelled.min(0) - margin, labelled.max(0) + margin
         inside = ((ys >= low[1]) & (ys <= high[1]))[:, None] & ((xs >= low[0]) & (xs <= high[0]))
-        channels = np.flatnonzero(np.append(lacks18, True))  # + the background
+        channels = np.flatnonzero(np.append(lacks_model, True))  # + the background
         heat[channels] *= ~inside
-        limb_lacks = np.flatnonzero(lacks18[limbs[:, 0]] | lacks18[limbs[:, 1]])
+        limb_lacks = np.flatnonzero(lacks_model[limbs[:, 0]] | lacks_model[limbs[:, 1]])
         for limb in limb_lacks:
             paf[2 * limb : 2 * limb + 2] *= ~inside
     return {"heatmap_mask": heat, "paf_mask": paf}

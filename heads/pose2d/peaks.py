@@ -10,8 +10,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..skeletons import COCO17_FROM_OPENPOSE18
-
 
 class Peaks(NamedTuple):
     """M heatmap peaks: kind (M,) keypoint type, xy (M, 2) map coordinates (cells), score (M,)."""
@@ -86,19 +84,24 @@ def _parabola_offset(padded, kind, row, col, dy: int, dx: int) -> np.ndarray:
     return np.where(good, np.clip(offset, -0.5, 0.5), 0.0)
 
 
-def people_to_coco17(people: np.ndarray, min_keypoints: int) -> tuple[np.ndarray, np.ndarray]:
-    """(P, 18, 3) OpenPose-order (x, y, score) with score 0 where missing -> COCO order.
+def people_to_annotation(
+    people: np.ndarray, annotation_from_model: tuple[int, ...], min_keypoints: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P, M, 3) model-order (x, y, score) with score 0 where missing -> the annotation order.
 
-    Keeps people with >= min_keypoints COCO keypoints; score = mean keypoint score x (n - 1),
-    which favours complete people (OpenPose's ranking for COCO evaluation).
-    Returns keypoints (P', 17, 3) float32 and scores (P',) float32.
+    annotation_from_model: for each annotated keypoint its model index (the skeleton's
+    `annotation_from_model`; derived points such as the neck are dropped). Keeps people with >=
+    min_keypoints annotated keypoints; score = mean keypoint score x (n - 1), which favours
+    complete people (OpenPose's ranking for COCO evaluation).
+    Returns keypoints (P', K, 3) float32 and scores (P',) float32.
     """
     if len(people) == 0:
-        return np.zeros((0, 17, 3), np.float32), np.zeros((0,), np.float32)
-    coco = people[:, list(COCO17_FROM_OPENPOSE18)].astype(np.float32)
-    found = coco[..., 2] > 0
+        empty = np.zeros((0, len(annotation_from_model), 3), np.float32)
+        return empty, np.zeros((0,), np.float32)
+    annotated = people[:, list(annotation_from_model)].astype(np.float32)
+    found = annotated[..., 2] > 0
     count = found.sum(1)
     keep = count >= min_keypoints
-    coco, found, count = coco[keep], found[keep], count[keep]
-    mean_score = (coco[..., 2] * found).sum(1) / np.maximum(count, 1)
-    return coco, (mean_score * (count - 1)).astype(np.float32)
+    annotated, found, count = annotated[keep], found[keep], count[keep]
+    mean_score = (annotated[..., 2] * found).sum(1) / np.maximum(count, 1)
+    return annotated, (mean_score * (count - 1)).astype(np.float32)

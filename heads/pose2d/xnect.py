@@ -17,10 +17,7 @@ from torch import nn
 
 from selecsls.backbones import FeatureSpec, conv_bn_relu, init_weights
 
-from ..skeletons import LIMBS18, OPENPOSE18_NAMES
-
-NUM_HEATMAPS = len(OPENPOSE18_NAMES) + 1  # + background
-NUM_PAFS = 2 * len(LIMBS18)
+from ..skeletons import get_skeleton
 
 
 def grouped_conv_bn_relu(
@@ -59,11 +56,13 @@ def init_branch(branch: nn.Module, last: nn.Conv2d) -> nn.Conv2d:
 
 class XNect2DHead(nn.Module):
     """Reads features[in_feature] (N, C, H/16, W/16); returns
-    {"heatmaps": (N, 19, H/8, W/8), "pafs": (N, 38, H/8, W/8)} and, with expose_feature=True,
-    also "feature2d": (N, 128, H/8, W/8) for the 3D branch.
+    {"heatmaps": (N, M + 1, H/8, W/8), "pafs": (N, 2L, H/8, W/8)} and, with expose_feature=True,
+    also "feature2d": (N, 128, H/8, W/8) for the 3D branch. M keypoints and L limbs are the
+    skeleton's (`heads.skeletons`; COCO-17: 19 heatmaps and 38 PAF channels).
 
     The input width C comes from the backbone's declaration, so every SelecSLS configuration and a
-    pruned backbone fit. Heatmap channel 18 is the background; PAF channels (2i, 2i+1) are limb i.
+    pruned backbone fit. The last heatmap channel is the background; PAF channels (2i, 2i+1) are
+    limb i.
     """
 
     def __init__(
@@ -72,8 +71,15 @@ class XNect2DHead(nn.Module):
         in_feature: str = "stride16",
         expose_feature: bool = False,
         groups: int = 4,
+        skeleton: str = "coco17",
     ) -> None:
         super().__init__()
+        keypoint_skeleton = get_skeleton(skeleton)
+        self.skeleton = keypoint_skeleton.name
+        self.num_heatmaps, self.num_pafs = (
+            keypoint_skeleton.num_heatmaps,
+            keypoint_skeleton.num_pafs,
+        )
         if in_feature not in feature_specs:
             raise ValueError(
                 f"xnect2d: backbone has no feature {in_feature!r}; "
@@ -91,7 +97,7 @@ class XNect2DHead(nn.Module):
         self.feature_channels = 128
         self.predictor = nn.Sequential(
             grouped_conv_bn_relu(128, 96, 3, groups),
-            nn.Conv2d(96, NUM_HEATMAPS + NUM_PAFS, 3, 1, 1, bias=True),
+            nn.Conv2d(96, self.num_heatmaps + self.num_pafs, 3, 1, 1, bias=True),
         )
         self._init_weights()
 
@@ -100,7 +106,7 @@ class XNect2DHead(nn.Module):
         # Start near the all-background prediction: small outputs, background channel at 1, so the
         # first iterations do not fight huge random maps.
         with torch.no_grad():
-            last.bias[NUM_HEATMAPS - 1] = 1.0
+            last.bias[self.num_heatmaps - 1] = 1.0
 
     def forward_feature(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """(N, C, h, w) stride-16 map -> (N, 128, 2h, 2w) stride-8 feature."""
@@ -109,7 +115,7 @@ class XNect2DHead(nn.Module):
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feature = self.forward_feature(features)
         maps = self.predictor(feature)
-        out = {"heatmaps": maps[:, :NUM_HEATMAPS], "pafs": maps[:, NUM_HEATMAPS:]}
+        out = {"heatmaps": maps[:, : self.num_heatmaps], "pafs": maps[:, self.num_heatmaps :]}
         if self.expose_feature:
             out["feature2d"] = feature
         return out

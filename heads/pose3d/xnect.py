@@ -23,7 +23,6 @@ from torch import nn
 from selecsls.backbones import FeatureSpec, conv_bn_relu
 
 from ..pose2d.xnect import (
-    NUM_HEATMAPS,
     XNect2DHead,
     grouped_conv_bn_relu,
     init_branch,
@@ -71,8 +70,8 @@ class XNect3DHead(XNect2DHead):
         feature3d = self.trunk3d(features[self.in_feature])
         locmaps = self.predictor3d(torch.cat([feature3d, feature], dim=1))
         out = {
-            "heatmaps": maps[:, :NUM_HEATMAPS],
-            "pafs": maps[:, NUM_HEATMAPS:],
+            "heatmaps": maps[:, : self.num_heatmaps],
+            "pafs": maps[:, self.num_heatmaps :],
             "locmaps": locmaps,
         }
         if self.expose_feature:

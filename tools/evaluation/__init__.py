@@ -6,6 +6,6 @@
   evaluation, so the figures match a run's logged `val_AP`);
 - `pose3d.py`: MuPoTS-style 3D metrics for Stage I and Stage II checkpoints.
 
-The metrics themselves live in `selecsls.heads` (`pose2d.metrics`, `pose3d.metrics`), where the engine
-reaches them too.
+The metrics themselves live in `selecsls.heads` (`pose2d.metrics`, `pose3d.metrics`), where the
+engine reaches them too.
 """

@@ -27,7 +27,7 @@ from selecsls.datasets.synthetic_people import DEPTH_RANGE, generate, generator_
 from selecsls.heads import build_model
 from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.loss import pose2d_losses
-from selecsls.heads.skeletons import COCO17_FLIP
+from selecsls.heads.skeletons import SKELETONS, get_skeleton
 from selecsls.tools._cli import parse_size as parse_cli_size
 
 from ..config import Field, Schema
@@ -56,6 +56,12 @@ SCHEMA: Schema = {
         "paf_min_ratio": Field(0.8, "float"),
         "min_keypoints": Field(3, "int"),
         "max_peaks": Field(64, "int"),
+        "skeleton": Field(
+            "coco17",
+            "choice",
+            tuple(SKELETONS),
+            help="keypoints the head predicts and the data annotates (heads.skeletons)",
+        ),
     },
     "data": {
         "prepare": Field("none", "choice", ("none", "synthetic"), help="write synthetic people"),
@@ -106,11 +112,14 @@ def written_params(json_path: Path) -> dict | None:
         return {}
 
 
-def train_augment(data: dict, input_size: tuple[int, int], seed: int) -> TrainAugment:
-    """The 2D training augmentation from a config's data section (pose2d, pose3d's COCO part)."""
+def train_augment(
+    data: dict, input_size: tuple[int, int], seed: int, skeleton: str = "coco17"
+) -> TrainAugment:
+    """The 2D training augmentation from a config's data section (pose2d, pose3d's COCO part);
+    the flip swaps left and right keypoints of `skeleton`'s annotation order."""
     return TrainAugment(
         input_size,
-        COCO17_FLIP,
+        get_skeleton(skeleton).flip,
         scale=tuple(data["scale"]),
         rotation=data["rotation"],
         flip_probability=data["hflip"],
@@ -119,9 +128,15 @@ def train_augment(data: dict, input_size: tuple[int, int], seed: int) -> TrainAu
     )
 
 
-def pose_model_config(model: dict[str, Any], head: str) -> dict[str, Any]:
-    """build_model's config from a pose config's model section: backbone, width, one head."""
-    config: dict[str, Any] = {"backbone": canonical_name(model["backbone"]), "heads": {head: {}}}
+def pose_model_config(model: dict[str, Any], head: str, skeleton: str = "coco17") -> dict[str, Any]:
+    """build_model's config from a pose config's model section: backbone, width, one head
+    predicting `skeleton` (recorded in the head's config, so the checkpoint carries it)."""
+    # COCO-17 models keep the config they had before skeletons were configurable
+    head_config = {} if skeleton == "coco17" else {"skeleton": skeleton}
+    config: dict[str, Any] = {
+        "backbone": canonical_name(model["backbone"]),
+        "heads": {head: head_config},
+    }
     if model["width"] != 1:  # checkpoints of the seed's widths keep their earlier config
         config["backbone_width"] = float(model["width"])
     return config
@@ -239,14 +254,16 @@ class Pose2DTask(Task):
             )
 
     def build_model(self) -> nn.Module:
-        model = build_model(pose_model_config(self.config["model"], "xnect2d"))
+        model = build_model(pose_model_config(self.config["model"], "xnect2d", self.codec.skeleton))
         if self.config["model"]["weights"]:
             load_pose_backbone(model, self.config["model"]["weights"])
         return model
 
     def build_datasets(self) -> tuple[CocoKeypoints, CocoKeypoints]:
         data = self.config["data"]
-        augment = train_augment(data, self.input_size, self.config["run"]["seed"])
+        augment = train_augment(
+            data, self.input_size, self.config["run"]["seed"], self.codec.skeleton
+        )
         train = CocoKeypoints(
             self.path("train_json"),
             self.path("train_images"),
@@ -311,7 +328,8 @@ class Pose2DTask(Task):
 
     def preview_images(self, batch: dict[str, Any]) -> torch.Tensor:
         """Training inputs with their augmented ground-truth skeletons drawn."""
-        return draw_training_inputs(batch["image"][:8], batch["keypoints"][:8])
+        skeleton = self.codec.keypoint_skeleton
+        return draw_training_inputs(batch["image"][:8], batch["keypoints"][:8], skeleton)
 
 
 def loss2d_options(loss: dict[str, Any]) -> dict[str, float]:

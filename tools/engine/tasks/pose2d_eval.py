@@ -60,7 +60,13 @@ def evaluate_pose2d(
                 count = previews - len(shown)
                 inputs = codec.decode_batch({k: v[:count] for k, v in maps.items()})
                 shown.extend(
-                    draw_predictions(batch["image"][:count], maps, inputs, task.input_size)
+                    draw_predictions(
+                        batch["image"][:count],
+                        maps,
+                        inputs,
+                        task.input_size,
+                        codec.keypoint_skeleton,
+                    )
                 )
     results = [r for part in gather_objects(results, info) for r in part]
     val = task.val_set
@@ -70,6 +76,7 @@ def evaluate_pose2d(
         results,
         result_path=out_dir / RESULT_FILE if info.is_main else None,
         image_ids=val.image_ids,
+        sigmas=codec.keypoint_skeleton.sigma_array,
         verbose=info.is_main,
     )
     if shown and ctx is not None:

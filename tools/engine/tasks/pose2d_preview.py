@@ -7,12 +7,11 @@ import cv2
 import numpy as np
 import torch
 
+from selecsls.heads.skeletons import COCO17, Skeleton
 from selecsls.tools.visualization.draw import draw_person
 
 from ..distributed import DistInfo
 from .base import EvalContext
-
-HEATMAP_CHANNELS = 18  # channel 18 is the background
 
 
 def to_rgb_uint8(image: torch.Tensor) -> np.ndarray:
@@ -29,10 +28,14 @@ def overlay(image: np.ndarray, values: np.ndarray) -> np.ndarray:
     return cv2.addWeighted(image, 0.45, coloured, 0.55, 0)
 
 
-def draw_skeletons(image: np.ndarray, people: np.ndarray) -> np.ndarray:
-    """Draw (P, 17, 3) COCO keypoints (score/visibility 0 = missing) in place, one colour each."""
-    for index, person in enumerate(np.asarray(people).reshape(-1, 17, 3)):
-        draw_person(image, person, colour=None, track_id=index)
+def draw_skeletons(
+    image: np.ndarray, people: np.ndarray, skeleton: Skeleton = COCO17
+) -> np.ndarray:
+    """Draw (P, K, 3) keypoints of `skeleton` (score/visibility 0 = missing) in place, one
+    colour each."""
+    people = np.asarray(people).reshape(-1, skeleton.num_keypoints, 3)
+    for index, person in enumerate(people):
+        draw_person(image, person, colour=None, track_id=index, limbs=skeleton.draw_edges)
     return image
 
 
@@ -41,30 +44,33 @@ def draw_predictions(
     maps: dict[str, torch.Tensor],
     people: list[tuple[np.ndarray, np.ndarray]],
     input_size: tuple[int, int],
+    skeleton: Skeleton = COCO17,
 ) -> list[np.ndarray]:
     """One (H, 3W, 3) uint8 panel per image: decoded skeletons | heatmaps (max over keypoints) |
     PAF magnitude (max over limbs).
 
-    images: (N, 3, H, W) uint8 network inputs; maps: {"heatmaps": (N', 19, h, w), "pafs":
-    (N', 38, h, w)} with N' >= N; people: per image (keypoints (P, 17, 3) in input pixels, scores).
+    images: (N, 3, H, W) uint8 network inputs; maps: {"heatmaps": (N', M + 1, h, w), "pafs":
+    (N', 2L, h, w)} with N' >= N; people: per image (keypoints (P, K, 3) in input pixels, scores).
     """
     panels = []
     for n, (keypoints, _) in enumerate(people[: len(images)]):
         image = to_rgb_uint8(images[n])
-        heat = maps["heatmaps"][n, :HEATMAP_CHANNELS].amax(0).numpy()
+        heat = maps["heatmaps"][n, : skeleton.num_model_keypoints].amax(0).numpy()
         pafs = maps["pafs"][n].numpy().reshape(-1, 2, *heat.shape)
         strength = np.sqrt((pafs**2).sum(1)).max(0)
-        skeletons = draw_skeletons(image.copy(), keypoints)
+        skeletons = draw_skeletons(image.copy(), keypoints, skeleton)
         maps_drawn = [overlay(image, heat), overlay(image, strength)]
         panels.append(np.concatenate([skeletons, *maps_drawn], 1))
     return panels
 
 
-def draw_training_inputs(images: torch.Tensor, keypoints: list[torch.Tensor]) -> torch.Tensor:
-    """(N, 3, H, W) uint8 augmented inputs + per-image (P, 17, 3) targets -> (N, 3, H, W) floats
+def draw_training_inputs(
+    images: torch.Tensor, keypoints: list[torch.Tensor], skeleton: Skeleton = COCO17
+) -> torch.Tensor:
+    """(N, 3, H, W) uint8 augmented inputs + per-image (P, K, 3) targets -> (N, 3, H, W) floats
     in [0, 1] with the ground truth drawn (checks augmentation and the left/right swap by eye)."""
     drawn = [
-        draw_skeletons(to_rgb_uint8(image), people.numpy())
+        draw_skeletons(to_rgb_uint8(image), people.numpy(), skeleton)
         for image, people in zip(images, keypoints)
     ]
     return torch.from_numpy(np.stack(drawn)).permute(0, 3, 1, 2).float() / 255

@@ -113,6 +113,11 @@ class Pose3DTask(Pose2DTask):
                 raise ValueError(f"data.{key} must be >= 1, got {data[key]}")
         if loss["locmap_weight"] < 0:
             raise ValueError(f"loss.locmap_weight must be >= 0, got {loss['locmap_weight']}")
+        if self.codec.skeleton != "coco17":
+            raise ValueError(
+                f"codec.skeleton={self.codec.skeleton}: the 3D read-out and Stage II place the "
+                "21 3D joints at OpenPose-18 keypoints; the pose3d task needs codec.skeleton=coco17"
+            )
         if self.codec3d.sigma <= 0 or self.codec3d.unit <= 0:
             raise ValueError("codec.sigma3d and codec.unit3d must be positive")
 
