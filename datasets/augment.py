@@ -13,6 +13,7 @@ caller passes in (datasets know no skeleton).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -241,6 +242,10 @@ class EvalResize:
     def __init__(self, input_size: tuple[int, int]) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
 
+    def input_size_for(self, width: int, height: int) -> tuple[int, int]:
+        """(W, H) the network sees for an image of width x height: the fixed input size."""
+        return self.input_size
+
     def matrix(self, width: int, height: int) -> np.ndarray:
         scale = min(self.input_size[0] / width, self.input_size[1] / height)
         # cv2.resize maps pixel centres as x' = (x + 0.5) * s - 0.5
@@ -252,12 +257,13 @@ class EvalResize:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         height, width = image.shape[:2]
         matrix = self.matrix(width, height)
+        size = self.input_size_for(width, height)
         scale = float(matrix[0, 0])
-        new_w = min(self.input_size[0], max(1, round(width * scale)))
-        new_h = min(self.input_size[1], max(1, round(height * scale)))
+        new_w = min(size[0], max(1, round(width * scale)))
+        new_h = min(size[1], max(1, round(height * scale)))
         resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        canvas = np.empty((self.input_size[1], self.input_size[0], 3), np.uint8)
-        canvas[:] = pad_row(self.input_size[0])
+        canvas = np.empty((size[1], size[0], 3), np.uint8)
+        canvas[:] = pad_row(size[0])
         canvas[:new_h, :new_w] = resized
         mask = np.zeros(canvas.shape[:2], np.uint8)
         mask[:new_h, :new_w] = cv2.resize(
@@ -265,8 +271,38 @@ class EvalResize:
         )
         points = keypoints.astype(np.float32).copy()
         points[..., :2] = points[..., :2] * scale + offset_of(matrix)
-        points = clean_visibility(points, *self.input_size)
+        points = clean_visibility(points, *size)
         return canvas, points, mask, matrix
+
+
+class EvalScale(EvalResize):
+    """The bottom-up references' evaluation geometry: scale the image, aspect ratio kept, so that
+    its shorter side (side="short") or its height (side="height", lightweight OpenPose's 368) is
+    `size`, then pad bottom/right only up to a multiple of `divisor`. Each image gets its own
+    input size; an image that already has the evaluation size is treated exactly as by
+    EvalResize at that size (same pixels, same matrix).
+    """
+
+    def __init__(self, size: int, divisor: int = 16, side: str = "short") -> None:
+        if side not in ("short", "height"):
+            raise ValueError(f"EvalScale: side must be 'short' or 'height', got {side!r}")
+        if size < divisor or divisor < 1:
+            raise ValueError(f"EvalScale: need size >= divisor >= 1, got {size}, {divisor}")
+        self.size, self.divisor, self.side = int(size), int(divisor), side
+        super().__init__((self.size, self.size))
+
+    def input_size_for(self, width: int, height: int) -> tuple[int, int]:
+        """(W, H) the network sees for an image of width x height: scaled, then padded."""
+        scale = self.size / (min(width, height) if self.side == "short" else height)
+        return tuple(
+            self.divisor * math.ceil(max(1, round(side * scale)) / self.divisor)
+            for side in (width, height)
+        )
+
+    def matrix(self, width: int, height: int) -> np.ndarray:
+        scale = self.size / (min(width, height) if self.side == "short" else height)
+        offset = 0.5 * scale - 0.5  # cv2.resize maps pixel centres as x' = (x + 0.5) * s - 0.5
+        return np.array([[scale, 0.0, offset], [0.0, scale, offset]], np.float32)
 
 
 def offset_of(matrix: np.ndarray) -> np.ndarray:

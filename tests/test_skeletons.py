@@ -178,3 +178,23 @@ def test_crowdpose_round_trip_with_its_own_skeleton_and_sigmas():
     sigmas = codec.keypoint_skeleton.sigma_array
     stats = evaluate_keypoints(dataset.coco, results, sigmas=sigmas, verbose=False)
     assert stats["AP"] >= 0.93, stats  # measured 0.951 on the two sample images
+
+
+def test_annotations_map_by_name_and_leave_the_rest_unlabelled():
+    from selecsls.heads.skeletons import annotation_map, map_annotations
+
+    crowd = SKELETONS["crowdpose14"]
+    mapping = annotation_map("crowdpose14", "coco17")
+    person = standing_person(crowd)
+    mapped = map_annotations(person, mapping)
+    assert mapped.shape == (1, 17, 3)
+    for k, name in enumerate(COCO17_NAMES):
+        if name in crowd.keypoints:  # the 12 limb joints carry over unchanged
+            assert mapped[0, k].tolist() == person[0, crowd.keypoints.index(name)].tolist()
+        else:  # the face: unlabelled, (0, 0, 0), and listed as such
+            assert mapping[k] == -1 and mapped[0, k].tolist() == [0, 0, 0]
+    assert sum(i >= 0 for i in mapping) == 12
+    # MPII's thorax stands for the neck of skeletons that annotate one
+    to_crowd = annotation_map("mpii16", "crowdpose14")
+    assert to_crowd[crowd.keypoints.index("neck")] == SKELETONS["mpii16"].keypoints.index("thorax")
+    assert annotation_map("coco17", "coco17") == tuple(range(17))

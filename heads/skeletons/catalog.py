@@ -166,3 +166,32 @@ def get_skeleton(name: str | Skeleton) -> Skeleton:
         raise ValueError(
             f"unknown skeleton {name!r}; choose one of: {', '.join(SKELETONS)}"
         ) from None
+
+
+# Points that two datasets name differently but place alike, for mapping one dataset's
+# annotations onto another skeleton: MPII's thorax sits between the shoulders where the others'
+# neck is; its upper neck is PoseTrack's bottom of the head.
+SAME_POINTS: dict[str, str] = {"thorax": "neck", "upper_neck": "head_bottom"}
+
+
+def annotation_map(source: str | Skeleton, target: str | Skeleton) -> tuple[int, ...]:
+    """For each keypoint of `target`'s annotation order, the index of the same point in
+    `source`'s annotation order, -1 where `source` does not annotate it (then it is unlabelled:
+    masked in the loss, not trained as absent). Points match by name, or through SAME_POINTS."""
+    source, target = get_skeleton(source), get_skeleton(target)
+    names = [SAME_POINTS.get(n, n) for n in source.keypoints]
+    out = []
+    for name in target.keypoints:
+        canonical = SAME_POINTS.get(name, name)
+        out.append(names.index(canonical) if canonical in names else -1)
+    return tuple(out)
+
+
+def map_annotations(keypoints: np.ndarray, mapping: tuple[int, ...]) -> np.ndarray:
+    """(P, Ks, 3) source annotations -> (P, Kt, 3) in the target order (`annotation_map`),
+    (0, 0, 0) for the points the source does not annotate."""
+    keypoints = np.asarray(keypoints, np.float32)
+    index = np.array(mapping, np.int64)
+    out = keypoints[:, np.maximum(index, 0)].copy()
+    out[:, index < 0] = 0
+    return out

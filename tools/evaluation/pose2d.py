@@ -25,13 +25,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from selecsls.datasets.augment import EvalResize
 from selecsls.datasets.coco import CocoKeypoints, DatasetError, collate_pose
 from selecsls.tools._cli import parse_size
 from selecsls.tools.deploy.quantize import quantize_for_eval
 from selecsls.tools.engine.amp import amp_dtype
 from selecsls.tools.engine.distributed import ShardedSampler, cleanup, init_distributed
-from selecsls.tools.engine.tasks.pose2d import Pose2DTask
+from selecsls.tools.engine.tasks.pose2d import Pose2DTask, eval_augment
 from selecsls.tools.engine.tasks.pose2d_eval import RESULT_FILE, evaluate_pose2d
 from selecsls.tools.evaluation.common import (
     Evaluator,
@@ -51,6 +50,26 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
         ann_help="COCO-format keypoint json (e.g. person_keypoints_val2017)",
         results_help="write the scored detections (COCO results json) here",
     )
+    group.add_argument(
+        "--geometry",
+        choices=("letterbox", "short_side", "height"),
+        help="val image geometry: letterbox into the input size, or scale the short side / "
+        "height to --eval-size keeping the aspect (default: the run's eval.geometry)",
+    )
+    group.add_argument(
+        "--eval-size", type=int, help="short side / height in pixels (default: the run's)"
+    )
+
+
+def eval_section(args: argparse.Namespace, checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The run's eval geometry (eval.geometry, eval.size) with the command line's overrides."""
+    run_eval = run_experiment(checkpoint).get("eval") or {}
+    section = {"geometry": run_eval.get("geometry", "letterbox"), "size": run_eval.get("size")}
+    if getattr(args, "geometry", None):
+        section["geometry"] = args.geometry
+    if getattr(args, "eval_size", None):
+        section["size"] = args.eval_size
+    return section
 
 
 def input_size(args: argparse.Namespace, checkpoint: dict[str, Any]) -> tuple[int, int]:
@@ -66,10 +85,14 @@ def input_size(args: argparse.Namespace, checkpoint: dict[str, Any]) -> tuple[in
     return parse_size(DEFAULT_SIZE)
 
 
-def build_dataset(args: argparse.Namespace, size: tuple[int, int]) -> CocoKeypoints:
-    """The letterboxed evaluation set; DatasetError for missing files or no keypoints at all."""
+def build_dataset(
+    args: argparse.Namespace, size: tuple[int, int], section: dict[str, Any] | None = None
+) -> CocoKeypoints:
+    """The evaluation set, its images letterboxed into `size` or scaled as `section` (an eval
+    config section) says; DatasetError for missing files or no keypoints at all."""
+    augment = eval_augment(section or {}, size)
     dataset = CocoKeypoints(
-        args.ann, args.images, size, augment=EvalResize(size), normalize=False, check_files=False
+        args.ann, args.images, size, augment=augment, normalize=False, check_files=False
     )
     annotations = dataset.coco.dataset.get("annotations", [])
     if not any(a.get("num_keypoints", 0) > 0 and not a.get("iscrowd") for a in annotations):
@@ -107,7 +130,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
     if not args.ann or not args.images:
         raise ValueError(f"{args.model} is a 2D pose checkpoint: {EVALUATOR.usage}")
     size = input_size(args, checkpoint)
-    dataset = build_dataset(args, size)
+    dataset = build_dataset(args, size, eval_section(args, checkpoint))
     results_dir = Path(args.results).resolve().parent if args.results else None
     if results_dir is not None:
         results_dir.mkdir(parents=True, exist_ok=True)

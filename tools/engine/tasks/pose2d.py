@@ -21,7 +21,7 @@ from torch import nn
 from selecsls.backbones import canonical_name
 from selecsls.backbones.hub import is_published
 from selecsls.backbones.selecsls import MAX_WIDTH
-from selecsls.datasets.augment import EvalResize, TrainAugment
+from selecsls.datasets.augment import EvalResize, EvalScale, TrainAugment
 from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints, collate_pose
 from selecsls.datasets.synthetic_people import DEPTH_RANGE, generate, generator_params
 from selecsls.heads import build_model
@@ -96,6 +96,16 @@ SCHEMA: Schema = {
     "eval": {
         "previews": Field(4, "int", help="val images drawn into TensorBoard per evaluation"),
         "flip": Field(False, "bool", help="flip test: average maps with the mirror image's"),
+        "geometry": Field(
+            "letterbox",
+            "choice",
+            ("letterbox", "short_side", "height"),
+            help="letterbox into data.input_size, or scale the short side / the height to "
+            "eval.size (aspect kept, padded to 16: the bottom-up references' geometry)",
+        ),
+        "size": Field(
+            None, "int", optional=True, help="short side / height (default: input height)"
+        ),
     },
 }
 
@@ -126,6 +136,20 @@ def train_augment(
         colour=data["colour"],
         seed=seed,
     )
+
+
+def eval_augment(section: dict[str, Any], input_size: tuple[int, int]) -> EvalResize:
+    """The val images' geometry from a config's eval section: a letterbox into `input_size`
+    (the demo's and the export's), or the references' per-image scaling (`EvalScale`)."""
+    geometry = section.get("geometry", "letterbox")
+    if geometry == "letterbox":
+        return EvalResize(input_size)
+    size = section.get("size") or input_size[1]
+    side = "short" if geometry == "short_side" else "height"
+    try:
+        return EvalScale(int(size), 16, side)
+    except ValueError as err:
+        raise ValueError(f"eval.size: {err}") from None
 
 
 def pose_model_config(model: dict[str, Any], head: str, skeleton: str = "coco17") -> dict[str, Any]:
@@ -276,7 +300,7 @@ class Pose2DTask(Task):
             self.path("val_json"),
             self.path("val_images"),
             self.input_size,
-            augment=EvalResize(self.input_size),
+            augment=eval_augment(self.config.get("eval", {}), self.input_size),
             normalize=False,
         )
         if data["val_max_images"]:
