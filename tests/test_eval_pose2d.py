@@ -68,7 +68,7 @@ def test_cli_reproduces_the_runs_own_evaluation(run, tmp_path, capsys):
     results, metrics = tmp_path / "out" / "detections.json", tmp_path / "metrics.json"
     # bf16 and channels_last, as the run evaluated (without AMX, bf16 results depend on layout)
     argv = [str(run / "run" / "best.pt"), *val_args(run), "--ema", "--amp", "bf16"]
-    argv.append("--channels-last")
+    argv += ["--channels-last", "--batch-size", "4"]  # the run's eval batch: the same kernels
     assert evaluate([*argv, "--results", str(results), "--json", str(metrics)]) == 0
     out = capsys.readouterr().out
     assert "(EMA)" in out and "4 images at 128x128" in out
