@@ -4,14 +4,20 @@ A sample holds the image, the people (keypoints + visibility) and an ignore mask
 regions and people without keypoint annotations (their pixels carry no supervision: a person is
 there but no keypoint target says so). Geometry comes from an `augment` callable
 (`datasets.augment`), targets from an `encoder` callable that tools pass in (the pose codec's
-`encode`), so the dataset knows neither model nor skeleton.
+`encode`), so the dataset knows neither model nor skeleton: a skeleton's keypoint count and
+name come in as plain arguments, and a json that disagrees is one DatasetError.
+
+The other COCO-format datasets' quirks (CrowdPose's crowdIndex, PoseTrack's polygon ignore
+regions and unlabelled frames, Human-Art's 21-point field and file-name prefix) are options of
+CocoKeypoints; `datasets.keypoint_formats` sets them per format, and `datasets.mpii` converts
+MPII's json list into the same kind of dataset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -100,7 +106,8 @@ def check_keypoint_count(
     """
     ids = keypoint_category_ids(coco)
     declared = len(coco.cats[ids[0]]["keypoints"])
-    annotations = [a for a in coco.dataset.get("annotations", []) if a.get("category_id") in ids]
+    wanted = set(ids)
+    annotations = [a for a in coco.dataset.get("annotations", []) if a.get("category_id") in wanted]
     counts = annotation_counts(annotations, path, keypoints_field)
     if expected is None:
         for ann, count in counts:
@@ -262,6 +269,10 @@ class CocoKeypoints(Dataset):
     - CrowdPose's per-image crowdIndex: `crowd_indices()`, `image_info(image_id)`.
     """
 
+    # Set by `map_keypoints`: for each keypoint of the target order, the annotation's index,
+    # -1 where the annotation has no such point.
+    keypoint_map: tuple[int, ...] | None = None
+
     def __init__(
         self,
         annotation_file: str | Path,
@@ -350,8 +361,15 @@ class CocoKeypoints(Dataset):
             stripped = f" (after removing {self.strip_prefix!r})" if self.strip_prefix else ""
             raise DatasetError(
                 f"{len(missing)} of {len(self.image_ids)} images listed in {self.annotation_file} "
-                f"are missing from {self.image_dir}{stripped}: {shown}"
+                f"are missing from {self.image_dir}{stripped}: {shown}{self._prefix_hint(missing)}"
             )
+
+    def _prefix_hint(self, missing: list[str]) -> str:
+        """A hint for names that resolve once a leading part is removed (Human-Art's)."""
+        prefix = detect_prefix(missing, self.image_dir)
+        if not prefix:
+            return ""
+        return f"; they are there without the leading {prefix!r}: pass strip_prefix='auto'"
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -370,7 +388,22 @@ class CocoKeypoints(Dataset):
         )
         ignored = [a for a in annotations if a.get("iscrowd") or a.get(count, 0) == 0]
         ignore_mask = self.ignore_mask_for(info, ignored, height, width)
+        if self.keypoint_map is not None:
+            index = np.array(self.keypoint_map, np.int64)
+            keypoints = keypoints[:, np.maximum(index, 0)] * (index >= 0)[:, None]
         return image, keypoints, ignore_mask, info
+
+    def map_keypoints(self, mapping: Sequence[int]) -> None:
+        """Serve every person in another keypoint order: keypoint k of a sample is annotation
+        point mapping[k], or (0, 0, 0) where mapping[k] is -1 (the caller masks those types in the
+        loss as unlabelled). An augment's flip permutation must then be the target order's."""
+        mapping = tuple(int(i) for i in mapping)
+        if any(i >= self.num_keypoints or i < -1 for i in mapping):
+            raise DatasetError(
+                f"{self.annotation_file}: keypoint map {list(mapping)} indexes outside the "
+                f"{self.num_keypoints} annotated keypoints"
+            )
+        self.keypoint_map = mapping
 
     def ignore_mask_for(
         self, info: dict, ignored: list[dict], height: int, width: int
@@ -378,9 +411,10 @@ class CocoKeypoints(Dataset):
         """(H, W) uint8: crowd regions and people without keypoints (`regions_mask`), plus the
         image's ignore polygons (PoseTrack)."""
         mask = regions_mask(ignored, height, width)
-        polygons = self.ignore_polygons.get(info["id"])
-        if polygons:
-            cv2.fillPoly(mask, polygons, 1)
+        # one call per polygon: given several at once, cv2.fillPoly leaves their overlap empty
+        # (even-odd filling), and overlapping regions must stay ignored
+        for polygon in self.ignore_polygons.get(info["id"], ()):
+            cv2.fillPoly(mask, [polygon], 1)
         return mask
 
     def __getitem__(self, index: int) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from .catalog import (
     annotation_map,
     coco17_to_openpose18,
     get_skeleton,
-    map_annotations,
     openpose18_to_coco17,
 )
 from .coco import (
@@ -91,7 +90,6 @@ __all__ = [
     "get_skeleton",
     "index_map",
     "kinematic_neighbours",
-    "map_annotations",
     "mirror_name",
     "mirror_permutation",
     "openpose18_to_coco17",

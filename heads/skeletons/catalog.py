@@ -185,13 +185,3 @@ def annotation_map(source: str | Skeleton, target: str | Skeleton) -> tuple[int,
         canonical = SAME_POINTS.get(name, name)
         out.append(names.index(canonical) if canonical in names else -1)
     return tuple(out)
-
-
-def map_annotations(keypoints: np.ndarray, mapping: tuple[int, ...]) -> np.ndarray:
-    """(P, Ks, 3) source annotations -> (P, Kt, 3) in the target order (`annotation_map`),
-    (0, 0, 0) for the points the source does not annotate."""
-    keypoints = np.asarray(keypoints, np.float32)
-    index = np.array(mapping, np.int64)
-    out = keypoints[:, np.maximum(index, 0)].copy()
-    out[:, index < 0] = 0
-    return out

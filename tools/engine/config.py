@@ -29,7 +29,8 @@ class Field:
     """One config key: its default, its kind and, for "choice", the allowed values.
 
     kinds: "int", "float", "bool", "str", "path", "choice", "floats" (list of numbers),
-    "bool_or_path" (false / true / a file). `optional` admits null.
+    "bool_or_path" (false / true / a file), "entries" (a list of mappings, e.g. extra data sets,
+    whose keys the task checks). `optional` admits null.
     """
 
     default: Any
@@ -176,6 +177,11 @@ def _coerce(field: Field, value: Any) -> Any:
         if not isinstance(value, list | tuple):
             raise TypeError(message)
         return [_number(v, message) for v in value]
+    if kind == "entries":
+        message = "expected a list of mappings, e.g. [{format: crowdpose, json: a.json}]"
+        if not isinstance(value, list | tuple) or not all(isinstance(v, dict) for v in value):
+            raise TypeError(message)
+        return [dict(v) for v in value]
     if kind == "bool_or_path":
         if not isinstance(value, bool | str):
             raise TypeError("expected true, false or a checkpoint path")

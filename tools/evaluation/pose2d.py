@@ -26,6 +26,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from selecsls.datasets.coco import CocoKeypoints, DatasetError, collate_pose
+from selecsls.datasets.keypoint_formats import FORMATS, open_keypoint_dataset
+from selecsls.heads.skeletons import COCO17, Skeleton
 from selecsls.tools._cli import parse_size
 from selecsls.tools.deploy.quantize import quantize_for_eval
 from selecsls.tools.engine.amp import amp_dtype
@@ -59,6 +61,18 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--eval-size", type=int, help="short side / height in pixels (default: the run's)"
     )
+    group.add_argument(
+        "--format",
+        choices=tuple(FORMATS),
+        help="annotation format of --ann, which also picks the metric (CrowdPose's AP split, "
+        "MPII's PCKh; default: the run's data.format)",
+    )
+
+
+def data_format(args: argparse.Namespace, checkpoint: dict[str, Any]) -> str:
+    """--format, else the run's data.format, else coco."""
+    run_data = run_experiment(checkpoint).get("data") or {}
+    return getattr(args, "format", None) or run_data.get("format") or "coco"
 
 
 def eval_section(args: argparse.Namespace, checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -86,16 +100,29 @@ def input_size(args: argparse.Namespace, checkpoint: dict[str, Any]) -> tuple[in
 
 
 def build_dataset(
-    args: argparse.Namespace, size: tuple[int, int], section: dict[str, Any] | None = None
+    args: argparse.Namespace,
+    size: tuple[int, int],
+    section: dict[str, Any] | None = None,
+    fmt: str = "coco",
+    skeleton: Skeleton = COCO17,
 ) -> CocoKeypoints:
     """The evaluation set, its images letterboxed into `size` or scaled as `section` (an eval
     config section) says; DatasetError for missing files or no keypoints at all."""
     augment = eval_augment(section or {}, size)
-    dataset = CocoKeypoints(
-        args.ann, args.images, size, augment=augment, normalize=False, check_files=False
+    dataset = open_keypoint_dataset(
+        fmt,
+        args.ann,
+        args.images,
+        input_size=size,
+        augment=augment,
+        normalize=False,
+        check_files=False,
+        num_keypoints=skeleton.num_keypoints,
+        skeleton_name=skeleton.name,
     )
     annotations = dataset.coco.dataset.get("annotations", [])
-    if not any(a.get("num_keypoints", 0) > 0 and not a.get("iscrowd") for a in annotations):
+    count = dataset.count_field  # num_keypoints (num_keypoints_21 for Human-Art's 21 points)
+    if not any(a.get(count, 0) > 0 and not a.get("iscrowd") for a in annotations):
         raise DatasetError(
             f"{args.ann}: no annotation has keypoints (num_keypoints > 0): nothing to score against"
         )
@@ -108,12 +135,20 @@ def build_dataset(
 
 
 def make_task(
-    checkpoint: dict[str, Any], size: tuple[int, int], out_dir: str, flip: bool = False
+    checkpoint: dict[str, Any],
+    size: tuple[int, int],
+    out_dir: str,
+    flip: bool = False,
+    fmt: str = "coco",
 ) -> Pose2DTask:
-    """The training task rebuilt from the run's codec section, for its evaluation path only."""
+    """The training task rebuilt from the run's codec section, for its evaluation path only.
+    The skeleton is the model's own (its head config), whatever the codec section says."""
+    codec = dict(run_experiment(checkpoint).get("codec", {}))
+    heads = (checkpoint.get("config") or {}).get("heads") or {}
+    codec["skeleton"] = (heads.get("xnect2d") or {}).get("skeleton", "coco17")
     config = {
-        "codec": dict(run_experiment(checkpoint).get("codec", {})),
-        "data": {"input_size": f"{size[0]}x{size[1]}"},
+        "codec": codec,
+        "data": {"input_size": f"{size[0]}x{size[1]}", "format": fmt},
         "eval": {"previews": 0, "flip": flip},  # no TensorBoard images from the command line
         "run": {"out_dir": out_dir},
     }
@@ -130,7 +165,10 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
     if not args.ann or not args.images:
         raise ValueError(f"{args.model} is a 2D pose checkpoint: {EVALUATOR.usage}")
     size = input_size(args, checkpoint)
-    dataset = build_dataset(args, size, eval_section(args, checkpoint))
+    fmt = data_format(args, checkpoint)
+    task = make_task(checkpoint, size, "", args.flip, fmt)  # its codec names the skeleton
+    skeleton = task.codec.keypoint_skeleton
+    dataset = build_dataset(args, size, eval_section(args, checkpoint), fmt, skeleton)
     results_dir = Path(args.results).resolve().parent if args.results else None
     if results_dir is not None:
         results_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +185,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
             amp, channels_last = None, False
         elif channels_last:
             model = model.to(memory_format=torch.channels_last)
-        task = make_task(checkpoint, size, scratch, args.flip)
+        task = make_task(checkpoint, size, scratch, args.flip, fmt)
         task.val_set = dataset
         loader = DataLoader(
             dataset,

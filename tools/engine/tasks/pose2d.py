@@ -17,12 +17,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from selecsls.backbones import canonical_name
 from selecsls.backbones.hub import is_published
 from selecsls.backbones.selecsls import MAX_WIDTH
 from selecsls.datasets.augment import EvalResize, EvalScale, TrainAugment
 from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints, collate_pose
+from selecsls.datasets.keypoint_formats import FORMATS
 from selecsls.datasets.synthetic_people import DEPTH_RANGE, generate, generator_params
 from selecsls.heads import build_model
 from selecsls.heads.pose2d.codec import Pose2DCodec
@@ -33,6 +35,7 @@ from selecsls.tools._cli import parse_size as parse_cli_size
 from ..config import Field, Schema
 from ..distributed import DistInfo
 from .base import EvalContext, Task
+from .pose2d_data import check_data_formats, train_set, val_set
 from .pose2d_eval import evaluate_pose2d, load_pose_backbone
 from .pose2d_preview import draw_training_inputs
 
@@ -65,6 +68,17 @@ SCHEMA: Schema = {
     },
     "data": {
         "prepare": Field("none", "choice", ("none", "synthetic"), help="write synthetic people"),
+        "format": Field(
+            "coco",
+            "choice",
+            tuple(FORMATS),
+            help="annotation format of train/val json (datasets.keypoint_formats)",
+        ),
+        "mix": Field(
+            [],
+            "entries",
+            help="more training sets [{format, json, images, repeat}] mapped onto codec.skeleton",
+        ),
         "root": Field("data/coco", "path", help="the paths below are relative to it"),
         "train_json": Field("annotations/person_keypoints_train2017.json", "path"),
         "train_images": Field("train2017", "path"),
@@ -197,6 +211,8 @@ class Pose2DTask(Task):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.codec = make_codec(config["codec"])
+        if config.get("data", {}).get("format") == "mpii":
+            self.best_metric = "PCKh"  # MPII's own metric picks best.pt
         self.input_size = parse_size(config["data"]["input_size"], "data.input_size")
         self.val_set: CocoKeypoints | None = None
 
@@ -245,6 +261,8 @@ class Pose2DTask(Task):
                             f"data.{split_key}: {kind} {found} does not exist "
                             f"(data.root = {data['root']})"
                         )
+        check_data_formats(data, self.codec)
+        eval_augment(self.config["eval"], self.input_size)  # ValueError naming eval.size
         low, high = data["scale"] if len(data["scale"]) == 2 else (1, 0)
         if not 0 < low <= high:
             raise ValueError(f"data.scale must be [low, high], 0 < low <= high: {data['scale']}")
@@ -283,26 +301,14 @@ class Pose2DTask(Task):
             load_pose_backbone(model, self.config["model"]["weights"])
         return model
 
-    def build_datasets(self) -> tuple[CocoKeypoints, CocoKeypoints]:
+    def build_datasets(self) -> tuple[Dataset, CocoKeypoints]:
         data = self.config["data"]
         augment = train_augment(
             data, self.input_size, self.config["run"]["seed"], self.codec.skeleton
         )
-        train = CocoKeypoints(
-            self.path("train_json"),
-            self.path("train_images"),
-            self.input_size,
-            augment=augment,
-            encoder=self.codec.encode,
-            normalize=False,  # uint8 through the loader; normalised on the device
-        )
-        val = CocoKeypoints(
-            self.path("val_json"),
-            self.path("val_images"),
-            self.input_size,
-            augment=eval_augment(self.config.get("eval", {}), self.input_size),
-            normalize=False,
-        )
+        train = train_set(data, self.codec, self.input_size, augment)
+        val_geometry = eval_augment(self.config.get("eval", {}), self.input_size)
+        val = val_set(data, self.codec, self.input_size, val_geometry)
         if data["val_max_images"]:
             val.image_ids = val.image_ids[: data["val_max_images"]]
         self.val_set = val
@@ -326,7 +332,7 @@ class Pose2DTask(Task):
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         out = {**batch, "images": images}
-        for key in ("heatmaps", "pafs", "mask"):
+        for key in ("heatmaps", "pafs", "mask", "heatmap_mask", "paf_mask"):
             if key in batch:
                 out[key] = batch[key].to(device, non_blocking=True)
         return out

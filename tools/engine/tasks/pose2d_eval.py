@@ -11,11 +11,12 @@ from torch import nn
 
 from selecsls.backbones.checkpoint import CheckpointError
 from selecsls.heads.flip_test import predict
-from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results
+from selecsls.heads.pose2d.metrics import people_to_results
 from selecsls.heads.weights import check_fit, read_model_file
 
 from ..distributed import DistInfo, gather_objects
 from .base import EvalContext
+from .pose2d_metrics import score_results
 from .pose2d_preview import add_previews, draw_predictions, preview_count
 
 RESULT_FILE = "val_results.json"
@@ -71,14 +72,8 @@ def evaluate_pose2d(
     results = [r for part in gather_objects(results, info) for r in part]
     val = task.val_set
     out_dir = Path(task.config["run"]["out_dir"])
-    metrics = evaluate_keypoints(
-        val.coco,
-        results,
-        result_path=out_dir / RESULT_FILE if info.is_main else None,
-        image_ids=val.image_ids,
-        sigmas=codec.keypoint_skeleton.sigma_array,
-        verbose=info.is_main,
-    )
+    result_path = out_dir / RESULT_FILE if info.is_main else None
+    metrics = score_results(task, val.coco, val.image_ids, results, result_path, info.is_main)
     if shown and ctx is not None:
         add_previews(ctx.writer, f"{ctx.tag}/preview", shown, ctx.epoch)
     return {**metrics, "people": float(len(results)), "images": float(len(val.image_ids))}

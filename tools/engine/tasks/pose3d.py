@@ -113,6 +113,12 @@ class Pose3DTask(Pose2DTask):
                 raise ValueError(f"data.{key} must be >= 1, got {data[key]}")
         if loss["locmap_weight"] < 0:
             raise ValueError(f"loss.locmap_weight must be >= 0, got {loss['locmap_weight']}")
+        data = self.config["data"]
+        if data["format"] != "coco" or data["mix"]:
+            raise ValueError(
+                "data.format and data.mix belong to the pose2d task; the pose3d task mixes 2D "
+                "data through data.coco_json / data.coco_images"
+            )
         if self.codec.skeleton != "coco17":
             raise ValueError(
                 f"codec.skeleton={self.codec.skeleton}: the 3D read-out and Stage II place the "
