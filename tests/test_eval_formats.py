@@ -67,3 +67,33 @@ def test_a_model_of_another_skeleton_is_refused(tmp_path, capsys):
     assert evaluate([*argv, "--format", "crowdpose"]) != 0
     err = capsys.readouterr().err
     assert "14 keypoints" in err and "coco17 has 17" in err
+
+
+@pytest.mark.skipif(not (SAMPLES / "humanart").is_dir(), reason="shared samples not present")
+def test_humanart_is_scored_on_its_21_points(tmp_path, monkeypatch):
+    humanart = SAMPLES / "humanart"
+    dataset = open_keypoint_dataset("humanart", humanart / "test_humanart.json", humanart)
+    truth = dataset.scoring_ground_truth()
+    annotation = truth.dataset["annotations"][0]
+    assert len(annotation["keypoints"]) == 63 and annotation["num_keypoints"] > 0
+    assert dataset.coco.dataset["annotations"][0].get("keypoints_21") == annotation["keypoints"]
+    metrics = oracle_evaluation(
+        tmp_path, monkeypatch, "humanart", "humanart21", humanart / "test_humanart.json", humanart
+    )
+    assert metrics["AP"] >= 0.7  # the codec's own ceiling on these 3 drawn images: 0.777
+
+
+@pytest.mark.skipif(not (SAMPLES / "posetrack18").is_dir(), reason="shared samples not present")
+def test_boxes_without_areas_get_the_crowdpose_fraction():
+    posetrack = SAMPLES / "posetrack18"
+    ann = posetrack / "annotations" / "test_posetrack18_val.json"
+    dataset = open_keypoint_dataset("posetrack18", ann, posetrack)
+    truth = dataset.scoring_ground_truth()
+    for annotation in truth.dataset["annotations"]:
+        _, _, width, height = annotation["bbox"]
+        assert annotation["area"] == pytest.approx(width * height * 0.53)
+    coco = open_keypoint_dataset(
+        "coco", SAMPLES.parent / "coco_sample" / "person_keypoints_sample.json",
+        SAMPLES.parent / "coco_sample",
+    )  # fmt: skip
+    assert coco.scoring_ground_truth() is coco.coco  # COCO's own areas, untouched

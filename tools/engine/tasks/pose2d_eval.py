@@ -73,7 +73,7 @@ def evaluate_pose2d(
     val = task.val_set
     out_dir = Path(task.config["run"]["out_dir"])
     result_path = out_dir / RESULT_FILE if info.is_main else None
-    metrics = score_results(task, val.coco, val.image_ids, results, result_path, info.is_main)
+    metrics = score_results(task, val, results, result_path, info.is_main)
     if shown and ctx is not None:
         add_previews(ctx.writer, f"{ctx.tag}/preview", shown, ctx.epoch)
     return {**metrics, "people": float(len(results)), "images": float(len(val.image_ids))}

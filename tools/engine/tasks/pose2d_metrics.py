@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
+from selecsls.datasets.coco import CocoKeypoints
 from selecsls.heads.pose2d.crowdpose_metrics import crowdpose_ap, format_summary
 from selecsls.heads.pose2d.metrics import evaluate_keypoints, top_per_image, write_json_atomic
 from selecsls.heads.pose2d.pckh import match_predictions, pckh
@@ -22,14 +23,14 @@ from selecsls.heads.pose2d.pckh import match_predictions, pckh
 
 def score_results(
     task: Any,
-    coco: COCO,
-    image_ids: list[int],
+    dataset: CocoKeypoints,
     results: list[dict],
     result_path: Path | None,
     verbose: bool,
 ) -> dict[str, float]:
-    """{metric: value} of `results` (COCO results, original pixels) on `image_ids` of `coco`,
-    by data.format's metric; `result_path` receives the scored detections."""
+    """{metric: value} of `results` (COCO results, original pixels) on the images of the val
+    `dataset`, by data.format's metric; `result_path` receives the scored detections."""
+    coco, image_ids = dataset.coco, dataset.image_ids
     data_format = task.config.get("data", {}).get("format", "coco")
     skeleton = task.codec.keypoint_skeleton
     if data_format == "crowdpose":
@@ -40,7 +41,7 @@ def score_results(
             print(format_summary(metrics))
         return metrics
     metrics = evaluate_keypoints(
-        coco,
+        dataset.scoring_ground_truth(),
         results,
         result_path=result_path,
         image_ids=image_ids,
