@@ -7,6 +7,8 @@
     python -m selecsls.tools.demo --checkpoint pose.onnx --backend onnxruntime --input frames/
     python -m selecsls.tools.demo --checkpoint stage2.onnx --backend onnxruntime \
         --lifting runs/lifting/best.pt --input 0
+    python -m selecsls.tools.demo --checkpoint runs/pose3d/best.pt --input clip.mp4 \
+        --json people.json --bvh bvh/   # Stage III: skeletons, joint angles, one BVH per person
 
 Each frame is letterboxed to --input-size, run through the network (PyTorch in its fastest mode
 on the device: BN folded, channels_last, bf16 on CPUs with AMX/AVX-512 BF16, fp16 on CUDA, and
@@ -14,7 +16,9 @@ with --compile torch.compile'd; --precision int8 a post-training int8 copy, the 
 or onnxruntime), decoded into people, tracked (stable ids),
 smoothed (One-Euro) and drawn with an FPS counter (and a 3D view when the network predicts 3D:
 XNect Stage II lifting when the checkpoint has it, else the Stage I location-map read-out; see
-tools/realtime/pose3d.py).
+tools/realtime/pose3d.py). With --fit (or --bvh DIR) a 3D model's people also get a kinematic
+skeleton each (XNect Stage III, docs/motion.md): joint angles and fitted joints in the JSON, the
+fitted skeletons in the 3D view, and DIR/person_<id>.bvh per tracked person.
 
 With a display: a window; keys q / Esc quit, space pauses. Without one (or with --headless):
 --output writes the annotated video, --json the people of every frame. An unreadable frame is
@@ -29,8 +33,10 @@ import sys
 
 import torch
 
+from selecsls.heads.motion.fitter import SkeletonFitter
 from selecsls.tools._cli import parse_size, run_cli
 from selecsls.tools.realtime.app import Options, has_display, run
+from selecsls.tools.realtime.fitting import MotionCapture
 from selecsls.tools.realtime.loading import (
     DEMO_PRECISIONS,
     load_onnx_estimator,
@@ -96,7 +102,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="checkpoint whose Stage II (lifting head) lifts the 3D poses: needed with an ONNX "
         "file (it holds Stage I only); default: the checkpoint's own lifting head, if any",
     )
+    p.add_argument(
+        "--fit",
+        action="store_true",
+        help="fit a kinematic skeleton to each person's 3D pose (Stage III; needs a 3D model)",
+    )
+    p.add_argument("--bvh", metavar="DIR", help="write one BVH file per tracked person (--fit)")
+    p.add_argument(
+        "--rescale-frames",
+        type=int,
+        default=10,
+        help="--fit: frames over which each person's bone lengths are measured (2-100)",
+    )
     return p.parse_args(argv)
+
+
+def build_motion(args: argparse.Namespace, fps: float) -> MotionCapture | None:
+    """Stage III for --fit / --bvh DIR (checked before anything is loaded), else None."""
+    if not (args.fit or args.bvh):
+        return None
+    fitter = SkeletonFitter(rescale_frames=args.rescale_frames)
+    return MotionCapture(fitter, bvh_dir=args.bvh, fps=fps)
 
 
 def busy_machine_hint() -> None:
@@ -164,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     check_output_paths(args.output, args.json_path)  # fail fast, before loading anything
     source = open_source(args.input, args.fps)
     try:
+        motion = build_motion(args, source.fps)
+    except BaseException:
+        source.close()
+        raise
+    try:
         estimator = build_estimator(args)
     except BaseException:
         source.close()
@@ -171,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     tracker = Tracker(smoothing=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta)
     options = Options(args.output, args.json_path, show, args.max_frames)
     options.pipeline = use_pipeline(args.pipeline, estimator)
+    options.motion = motion
     size = "x".join(map(str, estimator.input_size))
     print(
         f"{source.name} -> {estimator.runner.description}, input {size}, "
@@ -185,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, path in (("video", args.output), ("json", args.json_path)):
         if path:
             print(f"wrote {label} {path}")
+    if motion is not None and estimator.pose3d_source is None:
+        print("note: --fit needs a 3D model (xnect3d head); this one has none", file=sys.stderr)
+    for path in summary["bvh"]:
+        print(f"wrote bvh {path}")
     return 0
 
 

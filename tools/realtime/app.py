@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 import torch
 
-from selecsls.heads.skeletons import COCO17_NAMES
+from selecsls.heads.skeletons import COCO17_NAMES, JOINTS21_NAMES
+from selecsls.tools.realtime.fitting import ANGLE_NAMES, MotionCapture, skeleton_json
 from selecsls.tools.realtime.outputs import (
     VideoOutput,
     person_record,
@@ -41,6 +42,7 @@ class Options:
     panel3d_width: int | None = None  # default: the frame height (a square panel)
     paused: bool = False
     pipeline: bool = True  # network in its own thread, overlapping decode/draw of the last frame
+    motion: MotionCapture | None = None  # Stage III skeleton fitting (--fit, --bvh)
 
 
 def has_display() -> bool:
@@ -64,8 +66,16 @@ class FpsMeter:
         return (len(self.stamps) - 1) / max(self.stamps[-1] - self.stamps[0], 1e-9)
 
 
-def annotate(frame: np.ndarray, people: list[dict], prediction, fps: float, panel_width: int):
-    """The frame with skeletons, ids, FPS and (for a 3D model) the 3D panel beside it."""
+def annotate(
+    frame: np.ndarray,
+    people: list[dict],
+    prediction,
+    fps: float,
+    panel_width: int,
+    fitted: dict | None = None,
+):
+    """The frame with skeletons, ids, FPS and (for a 3D model) the 3D panel beside it, showing
+    the fitted skeletons (`fitted`: id -> {"joints"}) where fitting is on."""
     canvas = draw_people(frame.copy(), people)
     source = getattr(prediction, "pose3d_source", None)
     label = SOURCE_LABELS.get(source, f"3D: {source}") if source else ""
@@ -73,6 +83,9 @@ def annotate(frame: np.ndarray, people: list[dict], prediction, fps: float, pane
     if prediction.poses3d is None:
         return canvas
     poses = [(p["id"], prediction.poses3d[p["index"]]) for p in people]
+    if fitted is not None:
+        poses = [(i, fitted[i]["joints"] if i in fitted else pose) for i, pose in poses]
+        label = f"{label or '3D'} + skeleton fit"
     panel = draw_pose3d_panel(poses, (panel_width, frame.shape[0]), title=label or "3D")
     return compose(canvas, panel)
 
@@ -132,18 +145,24 @@ def step(
     tracker: Tracker,
     fps: float,
     panel_width: int,
+    motion: MotionCapture | None = None,
 ) -> tuple[np.ndarray, dict, dict[str, float]]:
-    """One frame and its network outputs -> (annotated image, JSON record, stage times in ms)."""
+    """One frame and its network outputs -> (annotated image, JSON record, stage times in ms).
+    With `motion`, each person's skeleton is fitted too (record "skeleton", the 3D panel)."""
     prediction = estimator.finish(inference)
     people = tracker.update(prediction.keypoints, prediction.scores, frame.time)
-    canvas = annotate(frame.image, people, prediction, fps, panel_width)
-    record = {
-        "frame": frame.index,
-        "time": round(frame.time, 4),
-        "people": [
-            person_record(p, prediction.poses3d, prediction.poses3d_relative) for p in people
-        ],
-    }
+    fitted = None
+    if motion is not None:
+        start = time.perf_counter()
+        live = [track.track_id for track in tracker.tracks]
+        fitted = motion.fit_frame(people, prediction, frame.image.shape, frame.time, live)
+        prediction.times["fit"] = 1e3 * (time.perf_counter() - start)
+    canvas = annotate(frame.image, people, prediction, fps, panel_width, fitted)
+    records = [person_record(p, prediction.poses3d, prediction.poses3d_relative) for p in people]
+    for person, entry in zip(people, records):
+        if fitted and person["id"] in fitted:
+            entry["skeleton"] = skeleton_json(fitted[person["id"]])
+    record = {"frame": frame.index, "time": round(frame.time, 4), "people": records}
     return canvas, record, prediction.times
 
 
@@ -160,7 +179,7 @@ def run(estimator: PoseEstimator, source: FrameSource, tracker: Tracker, options
             for frame, inference in inferred:
                 width = options.panel3d_width or frame.image.shape[0]
                 canvas, record, times = step(
-                    frame, inference, estimator, tracker, meter.tick(), width
+                    frame, inference, estimator, tracker, meter.tick(), width, options.motion
                 )
                 frames_json.append(record)
                 if video is not None:
@@ -183,15 +202,17 @@ def run(estimator: PoseEstimator, source: FrameSource, tracker: Tracker, options
             video.finish(keep=finished or count > 0)
         if options.show:
             cv2.destroyAllWindows()
+    bvh_files = options.motion.finish() if options.motion is not None else []
     elapsed = time.perf_counter() - start
     summary = {
         "frames": count,
         "skipped": source.skipped,
         "fps": count / max(elapsed, 1e-9),
         "ms": {k: v / max(count, 1) for k, v in totals.items()},
+        "bvh": [str(p) for p in bvh_files],
     }
     if options.json_path:
-        write_json(options.json_path, {
+        payload = {
             "source": source.name,
             "input_size": list(estimator.input_size),
             "keypoint_names": list(COCO17_NAMES),
@@ -199,5 +220,12 @@ def run(estimator: PoseEstimator, source: FrameSource, tracker: Tracker, options
             "skipped": source.skipped,
             "pose3d_source": estimator.pose3d_source,
             "frames": frames_json,
-        })  # fmt: skip
+        }
+        if options.motion is not None:  # how to read each person's "skeleton"
+            payload["skeleton"] = {
+                "joint_names": list(JOINTS21_NAMES),
+                "angle_joints": list(ANGLE_NAMES),
+                "angle_order": "ZXY: [z, x, y] degrees, R = Rz Rx Ry, Y-up (as the BVH files)",
+            }
+        write_json(options.json_path, payload)
     return summary

@@ -178,6 +178,7 @@ class Prediction:
     times: dict[str, float] = field(default_factory=dict)
     poses3d_relative: np.ndarray | None = None
     pose3d_source: str | None = None
+    points2d: np.ndarray | None = None  # (P, 21, 3) the 3D joints' 2D points (skeleton fitting)
 
 
 @dataclass
@@ -277,6 +278,7 @@ class PoseEstimator:
                 people["pose3d_camera"],
                 poses3d_relative=people["pose3d"],
                 pose3d_source=self.pose3d.source,
+                points2d=people["points2d"],
             )
         keypoints, scores = self.codec.decode(outputs["heatmaps"], outputs["pafs"], matrix)
         if self.readout3d is None:

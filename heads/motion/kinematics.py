@@ -1,0 +1,155 @@
+"""The 21-joint kinematic skeleton: tree, rest T-pose, forward kinematics and its Jacobian.
+
+Tree: `skeletons.JOINTS21_PARENTS` (root = pelvis). Body frame of the rest pose (mm): x = the
+person's left, y = up, z = forward (right-handed), so a T-pose facing +z has its head at +y and
+its left hand at +x; limbs point along +-x (arms, shoulder and hip girdles), -y (legs), +y
+(spine, neck, head) and +z (feet).
+
+Model (what a pose is): root position t and root rotation G; every joint j other than the root
+has a bone frame F_j (the frame of the bone parent(j) -> j) and sits at
+    x_j = x_parent + F_j o_j,     F_j = F_parent L_j  (F_root = G),
+with o_j its rest offset (length x T-pose direction) and L_j its local rotation. The girdle
+bones (neck -> shoulders, pelvis -> hips) are rigid (L_j = I): they move with the chest and the
+pelvis, as a collar bone and a pelvis do. So the root's rotation is the pelvis's, the spine bends
+and twists on its own, the head moves independently of the shoulders, and a bone's rotation is
+also the frame its children hang from (the upper arm's twist decides where the elbow bends).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..skeletons import JOINTS21_FLIP, JOINTS21_NAMES, JOINTS21_PARENTS, JOINTS21_ROOT
+
+NUM_JOINTS = len(JOINTS21_NAMES)
+PARENTS = np.array(JOINTS21_PARENTS)
+ROOT = JOINTS21_ROOT
+GIRDLE_PARTS = ("shoulder", "hip")  # rigid bones: collar bones and the pelvis
+
+
+def split_name(name: str) -> tuple[float, str]:
+    """'left_knee' -> (+1, 'knee'), 'right_hand' -> (-1, 'hand'), 'spine' -> (0, 'spine')."""
+    for prefix, sign in (("left_", 1.0), ("right_", -1.0)):
+        if name.startswith(prefix):
+            return sign, name[len(prefix) :]
+    return 0.0, name
+
+
+def rest_direction(name: str) -> np.ndarray:
+    """T-pose direction (3,) of the bone that ends at joint `name`, in its parent's frame."""
+    side, part = split_name(name)
+    if part in ("shoulder", "elbow", "wrist", "hand", "hip"):
+        return np.array([side, 0.0, 0.0])
+    if part in ("knee", "ankle"):
+        return np.array([0.0, -1.0, 0.0])
+    if part == "foot":
+        return np.array([0.0, 0.0, 1.0])
+    return np.array([0.0, 1.0, 0.0])  # spine, neck, head, head top
+
+
+def _depth(joint: int) -> int:
+    return 0 if PARENTS[joint] < 0 else 1 + _depth(int(PARENTS[joint]))
+
+
+REST_DIRECTIONS = np.stack([rest_direction(n) for n in JOINTS21_NAMES])  # (21, 3)
+RIGID = np.array([split_name(n)[1] in GIRDLE_PARTS for n in JOINTS21_NAMES])  # (21,)
+DEPTHS = np.array([_depth(j) for j in range(NUM_JOINTS)])
+# Joints grouped by depth: forward kinematics runs one vectorised step per level.
+LEVELS: tuple[np.ndarray, ...] = tuple(
+    np.flatnonzero(d == DEPTHS) for d in range(1, int(DEPTHS.max()) + 1)
+)
+# The bones with a rotation of their own, in tree order (parents before children).
+DRIVEN = np.concatenate([level[~RIGID[level]] for level in LEVELS])
+NUM_PARAMS = 6 + 3 * len(DRIVEN)  # root position, root rotation, 3 per driven bone
+
+
+def subtree_mask() -> np.ndarray:
+    """(21, 21) bool: mask[a, k] = k is a or one of its descendants."""
+    mask = np.eye(NUM_JOINTS, dtype=bool)
+    for joint in np.argsort(DEPTHS)[::-1]:  # children before parents
+        parent = PARENTS[joint]
+        if parent >= 0:
+            mask[parent] |= mask[joint]
+    return mask
+
+
+SUBTREE = subtree_mask()
+MIRROR = np.array(JOINTS21_FLIP)
+
+
+@dataclass
+class Pose:
+    """A batch of P skeleton poses in camera space: root (P, 3) mm, root_rotation (P, 3, 3) body
+    -> camera, local (P, 21, 3, 3) local rotations (identity for the root and rigid bones)."""
+
+    root: np.ndarray
+    root_rotation: np.ndarray
+    local: np.ndarray
+
+    @classmethod
+    def rest(cls, count: int) -> Pose:
+        eye = np.broadcast_to(np.eye(3), (count, NUM_JOINTS, 3, 3)).copy()
+        return cls(np.zeros((count, 3)), np.broadcast_to(np.eye(3), (count, 3, 3)).copy(), eye)
+
+    def take(self, index) -> Pose:
+        return Pose(self.root[index], self.root_rotation[index], self.local[index])
+
+    def copy(self) -> Pose:
+        return Pose(self.root.copy(), self.root_rotation.copy(), self.local.copy())
+
+
+def forward_kinematics(pose: Pose, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pose (P people), offsets (P, 21, 3) rest offsets -> (joints (P, 21, 3) mm, frames
+    (P, 21, 3, 3)): frames[:, j] is F_j, the frame of the bone ending at j (G at the root)."""
+    count = len(pose.root)
+    joints = np.zeros((count, NUM_JOINTS, 3))
+    frames = np.zeros((count, NUM_JOINTS, 3, 3))
+    joints[:, ROOT], frames[:, ROOT] = pose.root, pose.root_rotation
+    for level in LEVELS:
+        parents = PARENTS[level]
+        frames[:, level] = frames[:, parents] @ pose.local[:, level]
+        joints[:, level] = joints[:, parents] + np.einsum(
+            "pnij,pnj->pni", frames[:, level], offsets[:, level]
+        )
+    return joints, frames
+
+
+def position_jacobian(joints: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """(P, 21, 3) joints and (P, 21, 3, 3) frames of a pose -> (P, 21, 3, NUM_PARAMS): the change
+    of every joint per unit of each parameter, for the update root += d[0:3],
+    G <- G exp(d[3:6]), L_j <- L_j exp(d[...]) per driven bone j (radians). Turning bone j's frame
+    by a small angle about its own axis a (world direction F_j a) moves each joint k of j's
+    subtree by (F_j a) x (x_k - x_parent(j))."""
+    count = len(joints)
+    jac = np.zeros((count, NUM_JOINTS, 3, NUM_PARAMS))
+    jac[:, :, :, 0:3] = np.eye(3)
+    pivots = np.concatenate([[ROOT], PARENTS[DRIVEN]])  # (B,) where each rotation turns
+    axes = np.concatenate([frames[:, ROOT : ROOT + 1], frames[:, DRIVEN]], 1)  # (P, B, 3, 3)
+    mask = np.concatenate([np.ones((1, NUM_JOINTS), bool), SUBTREE[DRIVEN]])  # (B, 21)
+    lever = joints[:, None, :, :] - joints[:, pivots][:, :, None, :]  # (P, B, 21, 3)
+    lever = lever * mask[None, :, :, None]
+    # cross(axis a of bone b, lever of joint k) for the three axes at once: (P, B, 3a, 21, 3)
+    moved = np.cross(np.swapaxes(axes, -1, -2)[:, :, :, None, :], lever[:, :, None, :, :])
+    jac[:, :, :, 3:] = moved.transpose(0, 3, 4, 1, 2).reshape(count, NUM_JOINTS, 3, -1)
+    return jac
+
+
+def apply_update(pose: Pose, step: np.ndarray, exp_map) -> Pose:
+    """The pose moved by step (P, NUM_PARAMS) (layout of `position_jacobian`)."""
+    rotations = exp_map(step[:, 3:].reshape(len(step), -1, 3))  # (P, 1 + D, 3, 3)
+    local = pose.local.copy()
+    local[:, DRIVEN] = local[:, DRIVEN] @ rotations[:, 1:]
+    return Pose(pose.root + step[:, :3], pose.root_rotation @ rotations[:, 0], local)
+
+
+def tpose_offsets(lengths: np.ndarray, girdles: np.ndarray | None = None) -> np.ndarray:
+    """Rest offsets (..., 21, 3) from bone lengths (..., 21) (length of the bone ending at each
+    joint; the root's is ignored). girdles (..., 21, 3), where given, replace the offsets of the
+    rigid bones (a collar bone may point a little down: it is measured, not assumed)."""
+    offsets = lengths[..., None] * REST_DIRECTIONS
+    offsets[..., ROOT, :] = 0.0
+    if girdles is not None:
+        offsets[..., RIGID, :] = girdles[..., RIGID, :]
+    return offsets
