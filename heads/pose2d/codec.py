@@ -43,7 +43,10 @@ class Pose2DCodec:
     band half-width in cells; size_divisor: the backbone's total stride (fixes the map size);
     peak_threshold: minimum heatmap peak; paf_samples / paf_min_score / paf_min_ratio: limb
     scoring (a candidate limb needs PAF . direction > paf_min_score on > paf_min_ratio of the
-    samples); min_keypoints: fewest keypoints a decoded person keeps; max_peaks: most peaks kept
+    samples; candidates shorter than paf_min_length cells are scored by the field's norm, their
+    direction being unknown; 1e-3 = coincident only, 1.0 also recovers limbs whose peaks a map
+    border clamped together, measured in docs/pose2d.md and off by default); min_keypoints:
+    fewest keypoints a decoded person keeps; max_peaks: most peaks kept
     per keypoint type (the highest), which bounds decoding time on noisy maps; skeleton: the
     registry name of the keypoints encoded and decoded (`heads.skeletons.SKELETONS`).
     """
@@ -56,6 +59,7 @@ class Pose2DCodec:
     paf_samples: int = 10
     paf_min_score: float = 0.05
     paf_min_ratio: float = 0.8
+    paf_min_length: float = 1e-3
     min_keypoints: int = 3
     max_peaks: int = 64
     skeleton: str = "coco17"
@@ -227,14 +231,7 @@ class Pose2DCodec:
         heatmaps, pafs = to_numpy(heatmaps), to_numpy(pafs)
         self._check_channels(heatmaps, pafs)
         peaks = find_peaks(heatmaps[: self.num_keypoints], self.peak_threshold, self.max_peaks)
-        people, scores = group_people(
-            peaks,
-            pafs,
-            self.limbs,
-            samples=self.paf_samples,
-            min_score=self.paf_min_score,
-            min_ratio=self.paf_min_ratio,
-        )
+        people, scores = group_people(peaks, pafs, self.limbs, **self.grouping_options())
         keypoints, scores = people_to_annotation(
             people, self.keypoint_skeleton.annotation_from_model, self.min_keypoints
         )
@@ -244,6 +241,15 @@ class Pose2DCodec:
         keypoints[keypoints[..., 2] <= 0] = 0
         order = np.argsort(-scores, kind="stable")
         return keypoints[order], scores[order]
+
+    def grouping_options(self) -> dict:
+        """The keyword arguments of `group_people` this codec decodes with."""
+        return {
+            "samples": self.paf_samples,
+            "min_score": self.paf_min_score,
+            "min_ratio": self.paf_min_ratio,
+            "min_length": self.paf_min_length,
+        }
 
     def _check_channels(self, heatmaps: np.ndarray, pafs: np.ndarray) -> None:
         """ValueError when the maps are not this skeleton's (a model of another skeleton)."""

@@ -38,13 +38,17 @@ def score_pairs(
     pafs: np.ndarray,
     samples: int,
     min_score: float,
+    min_length: float = 1e-3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Score C candidate limbs at once on their PAFs.
 
     start, end: (C, 2) map coordinates; limb: (C,) limb index; pafs: (2L, h, w). The field is
     read at `samples` points along each segment (rounded to cells) and dotted with the segment's
     direction. Returns score (C,) = mean of the dot products above min_score and ratio (C,) = the
-    fraction of samples above min_score. Coincident endpoints (no direction) use the field's norm.
+    fraction of samples above min_score. Candidates shorter than `min_length` cells use the
+    field's norm instead: their direction is not known (coincident endpoints), or, under a cell,
+    is set by the peaks' sub-cell offsets rather than by the limb (peaks clamped to a map border
+    turn a short vertical limb horizontal).
     """
     _, h, w = pafs.shape
     vec = end - start  # (C, 2)
@@ -57,7 +61,7 @@ def score_pairs(
     channel = 2 * limb[:, None]
     field_x, field_y = pafs[channel, rows, cols], pafs[channel + 1, rows, cols]  # (C, S)
     dot = field_x * unit[:, 0, None] + field_y * unit[:, 1, None]
-    coincident = length < 1e-3
+    coincident = length < min_length
     if coincident.any():
         dot[coincident] = np.hypot(field_x, field_y)[coincident]
     good = dot > min_score
@@ -73,6 +77,7 @@ def group_people(
     samples: int = 10,
     min_score: float = 0.05,
     min_ratio: float = 0.8,
+    min_length: float = 1e-3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Peaks + PAFs (2L, h, w) -> people (P, K, 3) of (x, y, peak score), score 0 where missing,
     and each person's summed limb score (P,).
@@ -87,7 +92,9 @@ def group_people(
     people = _People(len(peaks.kind), num_kinds)
     limb, start, end = candidate_pairs(peaks, limbs)
     if len(limb):
-        score, ratio = score_pairs(peaks.xy[start], peaks.xy[end], limb, pafs, samples, min_score)
+        score, ratio = score_pairs(
+            peaks.xy[start], peaks.xy[end], limb, pafs, samples, min_score, min_length
+        )
         accepted = np.flatnonzero((ratio > min_ratio) & (score > 0))
         # limb order first, then best score first (stable, so ties keep peak order)
         order = accepted[np.lexsort((-score[accepted], limb[accepted]))]

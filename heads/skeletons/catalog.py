@@ -28,6 +28,19 @@ def _named(
     return tuple((names[a], names[b]) for a, b in pairs)
 
 
+# Redundant torso limbs, walked last: each shoulder to both hips (same side and across; a hip-hip
+# limb cannot be flipped, its mirror is itself reversed). Where the neck is derived from both
+# shoulders, one unlabelled shoulder leaves no neck, and without these the head and arms, the
+# right leg and the left leg decode as three people (measured on the Human-Art sample:
+# docs/pose2d.md, "Round trip on the real samples of each format"). Not in COCO's LIMBS18:
+# released models depend on its 19 limbs.
+TORSO_LIMBS: tuple[tuple[str, str], ...] = tuple(
+    (f"{side}_shoulder", f"{hip}_hip")
+    for side in ("right", "left")
+    for hip in ((side, "left" if side == "right" else "right"))
+)
+
+
 def _body_limbs(hub: str, hips_from: str | None = None) -> tuple[tuple[str, str], ...]:
     """Arms and legs walked from `hub` (the legs from `hips_from`, default the hub)."""
     hips = hips_from or hub
@@ -141,7 +154,8 @@ HUMANART21 = Skeleton(
     sigmas=tuple(float(s) for s in COCO17_SIGMAS) + (0.089,) * 4,
     limbs=_named(LIMBS18, OPENPOSE18_NAMES)
     + tuple((f"{side}_wrist", f"{side}_finger") for side in ("right", "left"))
-    + tuple((f"{side}_ankle", f"{side}_toe") for side in ("right", "left")),
+    + tuple((f"{side}_ankle", f"{side}_toe") for side in ("right", "left"))
+    + TORSO_LIMBS,
     derived=NECK_FROM_SHOULDERS,
     model_keypoints=OPENPOSE18_NAMES + HUMANART21_NAMES[17:],
     draw=_named(COCO17_SKELETON, COCO17_NAMES)
