@@ -166,11 +166,14 @@ def test_3d_hook_adds_panel_and_json(clip, tmp_path, monkeypatch):
     assert np.allclose(people[0]["keypoints_3d"], joints[0], atol=0.06)
 
 
-def test_cli_random_checkpoint_end_to_end(clip, tmp_path, capsys):
+@pytest.mark.parametrize("skeleton, count", [("coco17", 17), ("crowdpose14", 14)])
+def test_cli_random_checkpoint_end_to_end(clip, tmp_path, capsys, skeleton, count):
+    # a model of another skeleton: decoded, tracked (its own sigmas), drawn and written as such
     path = clip[0]
     torch.manual_seed(0)
     checkpoint = tmp_path / "random.pt"
-    save_model(build_model({"backbone": "selecsls42", "heads": {"xnect2d": {}}}), checkpoint)
+    head = {} if skeleton == "coco17" else {"skeleton": skeleton}
+    save_model(build_model({"backbone": "selecsls42", "heads": {"xnect2d": head}}), checkpoint)
     video, people = tmp_path / "o.mp4", tmp_path / "o.json"
     argv = ["--checkpoint", str(checkpoint), "--input", str(path), "--input-size", "160x96"]
     argv += ["--output", str(video), "--json", str(people), "--headless", "--threads", "1"]
@@ -183,11 +186,11 @@ def test_cli_random_checkpoint_end_to_end(clip, tmp_path, capsys):
     assert len(read_video(video)) == FRAMES
     payload = json.loads(people.read_text())
     assert payload["frame_count"] == FRAMES and len(payload["frames"]) == FRAMES
-    assert payload["input_size"] == [160, 96] and len(payload["keypoint_names"]) == 17
+    assert payload["input_size"] == [160, 96] and len(payload["keypoint_names"]) == count
     for t, record in enumerate(payload["frames"]):
         assert record["frame"] == t and isinstance(record["people"], list)
         for person in record["people"]:
-            assert np.array(person["keypoints"]).shape == (17, 3)
+            assert np.array(person["keypoints"]).shape == (count, 3)
 
 
 def test_cli_errors_are_clear(clip, tmp_path, capsys):

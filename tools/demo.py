@@ -199,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         source.close()
         raise
-    tracker = Tracker(smoothing=not args.no_smooth, min_cutoff=args.min_cutoff, beta=args.beta)
+    tracker = Tracker(
+        smoothing=not args.no_smooth,
+        min_cutoff=args.min_cutoff,
+        beta=args.beta,
+        sigmas=estimator.codec.keypoint_skeleton.sigma_array,
+    )
     options = Options(args.output, args.json_path, show, args.max_frames)
     options.pipeline = use_pipeline(args.pipeline, estimator)
     options.motion = motion

@@ -12,12 +12,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from selecsls.heads.skeletons import COCO17_NAMES, JOINTS21_NAMES
+from selecsls.heads.skeletons import COCO17, JOINTS21_NAMES, Skeleton
 from selecsls.tools.realtime.fitting import ANGLE_NAMES, MotionCapture, skeleton_json
 from selecsls.tools.realtime.outputs import (
     VideoOutput,
@@ -73,10 +74,11 @@ def annotate(
     fps: float,
     panel_width: int,
     fitted: dict | None = None,
+    limbs: tuple[tuple[int, int], ...] | None = None,
 ):
     """The frame with skeletons, ids, FPS and (for a 3D model) the 3D panel beside it, showing
     the fitted skeletons (`fitted`: id -> {"joints"}) where fitting is on."""
-    canvas = draw_people(frame.copy(), people)
+    canvas = draw_people(frame.copy(), people, *([limbs] if limbs else []))
     source = getattr(prediction, "pose3d_source", None)
     label = SOURCE_LABELS.get(source, f"3D: {source}") if source else ""
     draw_fps(canvas, fps, f"{len(people)} people  {label}")
@@ -138,6 +140,12 @@ def inferred_in_thread(frames: Iterator[Frame], estimator: PoseEstimator):
         yield frame, estimator.infer(frame.image)
 
 
+def skeleton_of(estimator: Any) -> Skeleton:
+    """The 2D skeleton an estimator's people are in (its codec's; COCO-17 without one)."""
+    codec = getattr(estimator, "codec", None)
+    return codec.keypoint_skeleton if codec is not None else COCO17
+
+
 def step(
     frame: Frame,
     inference: Inference,
@@ -157,7 +165,8 @@ def step(
         live = [track.track_id for track in tracker.tracks]
         fitted = motion.fit_frame(people, prediction, frame.image.shape, frame.time, live)
         prediction.times["fit"] = 1e3 * (time.perf_counter() - start)
-    canvas = annotate(frame.image, people, prediction, fps, panel_width, fitted)
+    edges = skeleton_of(estimator).draw_edges
+    canvas = annotate(frame.image, people, prediction, fps, panel_width, fitted, edges)
     records = [person_record(p, prediction.poses3d, prediction.poses3d_relative) for p in people]
     for person, entry in zip(people, records):
         if fitted and person["id"] in fitted:
@@ -215,7 +224,7 @@ def run(estimator: PoseEstimator, source: FrameSource, tracker: Tracker, options
         payload = {
             "source": source.name,
             "input_size": list(estimator.input_size),
-            "keypoint_names": list(COCO17_NAMES),
+            "keypoint_names": list(skeleton_of(estimator).keypoints),
             "frame_count": count,
             "skipped": source.skipped,
             "pose3d_source": estimator.pose3d_source,

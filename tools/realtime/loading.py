@@ -81,7 +81,7 @@ def load_torch_estimator(
         )
     experiment = read_checkpoint(path).get("experiment") or {}
     settings = experiment.get("codec") if isinstance(experiment, dict) else None
-    codec = codec_from(settings)
+    codec = codec_from(settings, model.config)
     pose3d = None
     if "xnect3d" in heads:
         net = load_lifting(lifting) if lifting else cpu_lifting(model)
@@ -127,7 +127,7 @@ def load_onnx_estimator(
     if input_size is None:
         input_size = parse_size(runner.metadata.get("input_size", "512x320"))
     settings = json.loads(runner.metadata.get("codec", "null"))
-    codec = codec_from(settings)
+    codec = codec_from(settings, json.loads(runner.metadata.get("selecsls_config", "null")))
     pose3d = None
     if LOCMAPS in runner.output_names:
         net = None

@@ -307,13 +307,17 @@ class PoseEstimator:
         self.has_3d = self.readout3d is not None
 
 
-def codec_from(settings: Any) -> Pose2DCodec:
+def codec_from(settings: Any, model_config: dict | None = None) -> Pose2DCodec:
     """A codec from a dict of its fields (unknown keys ignored: a training config's codec
-    section may hold more, e.g. the loss weights); defaults where absent."""
-    if not isinstance(settings, dict):
-        return Pose2DCodec()
+    section may hold more, e.g. the loss weights); defaults where absent. The skeleton is the
+    model's own (its 2D head's config in `model_config`) where the model records one."""
     names = {f.name for f in fields(Pose2DCodec)}
-    return Pose2DCodec(**{k: v for k, v in settings.items() if k in names})
+    chosen = {k: v for k, v in settings.items() if k in names} if isinstance(settings, dict) else {}
+    heads = (model_config or {}).get("heads") or {}
+    for head in ("xnect2d", "xnect3d"):
+        if isinstance(heads.get(head), dict) and "skeleton" in heads[head]:
+            chosen["skeleton"] = heads[head]["skeleton"]
+    return Pose2DCodec(**chosen)
 
 
 def load_pose_file(path: str | Path):

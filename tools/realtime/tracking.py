@@ -98,17 +98,21 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
-def similarity_matrix(tracks: np.ndarray, people: np.ndarray) -> np.ndarray:
+def similarity_matrix(
+    tracks: np.ndarray, people: np.ndarray, sigmas: np.ndarray = COCO17_SIGMAS
+) -> np.ndarray:
     """(T, K, 3) track keypoints, (P, K, 3) detections -> (T, P) similarity in [0, 1]:
-    OKS over shared keypoints (scale = the track's box area), box IoU where too few are shared."""
+    OKS over shared keypoints with the skeleton's (K,) `sigmas` (scale = the track's box
+    area), box IoU where too few are shared or the sigmas are another skeleton's."""
     boxes_t, boxes_p = keypoint_boxes(tracks), keypoint_boxes(people)
     iou = box_iou_matrix(boxes_t, boxes_p)
-    if tracks.shape[1] != len(COCO17_SIGMAS):
+    sigmas = np.asarray(sigmas, np.float64)
+    if tracks.shape[1] != len(sigmas):
         return iou
     area = np.clip(boxes_t[:, 2:] - boxes_t[:, :2], 1, None).prod(-1)  # (T,)
     both = (tracks[:, None, :, 2] > 0) & (people[None, :, :, 2] > 0)  # (T, P, K)
     d2 = ((tracks[:, None, :, :2] - people[None, :, :, :2]) ** 2).sum(-1)
-    variances = (2 * COCO17_SIGMAS) ** 2
+    variances = (2 * sigmas) ** 2
     e = d2 / (2 * variances * area[:, None, None])
     common = both.sum(-1)
     oks = (np.exp(-e) * both).sum(-1) / np.maximum(common, 1)
@@ -168,7 +172,9 @@ class Tracker:
         smoothing: bool = True,
         min_cutoff: float = 1.0,
         beta: float = 0.02,
+        sigmas: np.ndarray = COCO17_SIGMAS,
     ) -> None:
+        self.sigmas = np.asarray(sigmas, np.float64)  # the skeleton's OKS sigmas (K,)
         self.min_similarity, self.max_misses = min_similarity, max_misses
         self.smoothing, self.min_cutoff, self.beta = smoothing, min_cutoff, beta
         self.tracks: list[Track] = []
@@ -177,10 +183,11 @@ class Tracker:
     def update(self, keypoints: np.ndarray, scores: np.ndarray, t: float) -> list[dict]:
         keypoints = np.asarray(keypoints, np.float32)
         if keypoints.ndim != 3:  # e.g. an empty (0,) array when nobody was found
-            keypoints = keypoints.reshape(len(scores), -1 if len(scores) else 17, 3)
+            keypoints = keypoints.reshape(len(scores), -1 if len(scores) else len(self.sigmas), 3)
         if self.tracks and len(keypoints):
             predicted = np.stack([track.predicted(t) for track in self.tracks])
-            pairs = greedy_match(similarity_matrix(predicted, keypoints), self.min_similarity)
+            similarity = similarity_matrix(predicted, keypoints, self.sigmas)
+            pairs = greedy_match(similarity, self.min_similarity)
         else:
             pairs = []
         matched = {p: self.tracks[t_] for t_, p in pairs}

@@ -61,10 +61,13 @@ def _label(image: np.ndarray, text: str, at: tuple[int, int], colour, scale: flo
     cv2.putText(image, text, at, FONT, scale, colour, thickness, cv2.LINE_AA)
 
 
-def draw_people(image: np.ndarray, people: list[dict]) -> np.ndarray:
-    """Draw every person dict ({"id", "keypoints" (K, 3)}) in place."""
+def draw_people(
+    image: np.ndarray, people: list[dict], limbs: tuple[tuple[int, int], ...] = COCO17_SKELETON
+) -> np.ndarray:
+    """Draw every person dict ({"id", "keypoints" (K, 3)}) in place; limbs: the skeleton's
+    drawing edges (`Skeleton.draw_edges`, COCO's by default)."""
     for person in people:
-        draw_person(image, person["keypoints"], person.get("id"))
+        draw_person(image, person["keypoints"], person.get("id"), limbs=limbs)
     return image
 
 

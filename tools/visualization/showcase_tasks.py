@@ -33,7 +33,8 @@ def annotate_scenes(estimator, images: list[np.ndarray], fps: float) -> list[np.
     for index, image in enumerate(images):
         frame = Frame(index, image, index / fps)
         inference = estimator.infer(image)
-        canvas, _, _ = step(frame, inference, estimator, Tracker(), meter.tick(), image.shape[0])
+        tracker = Tracker(sigmas=estimator.codec.keypoint_skeleton.sigma_array)
+        canvas, _, _ = step(frame, inference, estimator, tracker, meter.tick(), image.shape[0])
         canvases.append(canvas)
     return canvases
 
