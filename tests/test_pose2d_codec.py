@@ -129,6 +129,7 @@ def test_loss_mask_from_ignore_mask():
     assert not mask[0, :4, :2].any() and mask[0, 4:].all() and mask[0, :, 2:].all()
 
 
+@pytest.mark.skipif(not COCO_JSON.is_file(), reason="shared COCO sample not present")
 def test_evaluation_guards(tmp_path):
     stats = evaluate_keypoints(COCO_JSON, [], tmp_path / "empty.json", verbose=False)
     assert stats["AP"] == 0.0 and json.loads((tmp_path / "empty.json").read_text()) == []
