@@ -72,10 +72,12 @@ def draw_people(
 
 
 def draw_fps(image: np.ndarray, fps: float, extra: str = "") -> np.ndarray:
-    """FPS counter (and optional extra text) in the top left corner, in place."""
+    """FPS counter (and optional extra text) in the top left corner, in place; "-- fps" until
+    there is a rate to show (fps 0: the first frame has no interval yet)."""
     scale = 0.5 * _line_width(image)
     thickness = max(1, round(scale * 2))
-    text = f"{fps:.1f} fps {extra}".rstrip()
+    rate = f"{fps:.1f}" if fps > 0 else "--"
+    text = f"{rate} fps {extra}".rstrip()
     (width, height), base = cv2.getTextSize(text, FONT, scale, thickness)
     cv2.rectangle(image, (0, 0), (width + 12, height + base + 10), (0, 0, 0), -1)
     cv2.putText(image, text, (6, height + 5), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
