@@ -1,0 +1,283 @@
+"""The static-shape torch peak finder and limb scorer equal the numpy decoder's functions."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from selecsls.heads.pose2d import codec as codec_module
+from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.grouping import group_people, score_pairs
+from selecsls.heads.pose2d.peaks import Peaks, find_peaks, to_numpy
+from selecsls.heads.pose2d.peaks_torch import find_peaks_torch, score_limbs_torch, to_peaks
+
+COCO_JSON = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "coco_sample"
+    / "person_keypoints_sample.json"
+)  # fmt: skip
+INPUT_SIZE = (640, 640)  # (W, H): holds every sample image, so one batch of equal maps
+
+
+def coco_maps() -> dict[str, np.ndarray]:
+    """The COCO sample's people encoded per image: heatmaps (N, 19, 80, 80), pafs (N, 38, ...)."""
+    if not COCO_JSON.is_file():
+        pytest.skip("shared COCO sample not present")
+    data = json.loads(COCO_JSON.read_text())
+    people = defaultdict(list)
+    for annotation in data["annotations"]:
+        people[annotation["image_id"]].append(np.reshape(annotation["keypoints"], (17, 3)))
+    codec = Pose2DCodec()
+    encoded = [
+        codec.encode(np.array(people[image["id"]], np.float32), INPUT_SIZE)
+        for image in data["images"]
+    ]
+    return {name: np.stack([e[name] for e in encoded]) for name in ("heatmaps", "pafs")}
+
+
+@pytest.fixture(scope="module")
+def maps() -> dict[str, np.ndarray]:
+    return coco_maps()
+
+
+def assert_same_peaks(torch_peaks: Peaks, numpy_peaks: Peaks) -> None:
+    """Same kinds and scores in the same order, xy equal up to float32 log rounding."""
+    assert len(torch_peaks.kind) == len(numpy_peaks.kind)
+    np.testing.assert_array_equal(torch_peaks.kind, numpy_peaks.kind)
+    np.testing.assert_array_equal(torch_peaks.score, numpy_peaks.score)
+    np.testing.assert_allclose(torch_peaks.xy, numpy_peaks.xy, rtol=0, atol=1e-5)
+
+
+def check_against_numpy(heatmaps: np.ndarray, threshold: float, top_k: int) -> list[Peaks]:
+    """Torch peaks of a (N, K, h, w) batch equal find_peaks per image; returns the torch ones."""
+    score, xy, valid = find_peaks_torch(torch.from_numpy(heatmaps), threshold, top_k)
+    assert score.shape == valid.shape == heatmaps.shape[:2] + (top_k,)
+    assert xy.shape == heatmaps.shape[:2] + (top_k, 2)
+    found = []
+    for n in range(len(heatmaps)):
+        peaks = to_peaks(score, xy, valid, n)
+        assert_same_peaks(peaks, find_peaks(heatmaps[n], threshold, top_k))
+        found.append(peaks)
+    return found
+
+
+@pytest.mark.parametrize("top_k", [64, 8, 2])
+def test_coco_maps_equal_numpy(maps, top_k):
+    keypoint_maps = maps["heatmaps"][:, :18]
+    peaks = check_against_numpy(keypoint_maps, 0.1, top_k)
+    counts = [len(p.kind) for p in peaks]
+    # both orders of find_peaks are exercised: at top_k 64 an image of one person stays in raster
+    # order, a crowded one exceeds the cap and is ordered by score
+    all_peaks = [len(find_peaks(m, 0.1).kind) for m in keypoint_maps]
+    if top_k == 64:
+        assert min(all_peaks) <= 64 < max(all_peaks), all_peaks
+    assert sum(counts) > 0
+
+
+def test_batch_equals_single_images(maps):
+    heatmaps = torch.from_numpy(maps["heatmaps"][:, :18])
+    batch = find_peaks_torch(heatmaps, 0.1, 16)
+    for n in range(len(heatmaps)):
+        single = find_peaks_torch(heatmaps[n : n + 1], 0.1, 16)
+        for whole, alone in zip(batch, single):
+            assert torch.equal(whole[n : n + 1], alone)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_maps_with_ties_equal_numpy(seed):
+    rng = np.random.default_rng(seed)
+    smooth = rng.random((3, 6, 17, 23)).astype(np.float32)
+    # few distinct levels: plateaus, equal neighbours and equal scores across peaks everywhere,
+    # so both the tie rule and which tied peak survives the cap are tested
+    coarse = (rng.integers(0, 4, (3, 6, 17, 23)) / 4).astype(np.float32)
+    for heatmaps in (smooth, coarse):
+        for top_k in (1, 5, 400):
+            check_against_numpy(heatmaps, 0.1, top_k)
+
+
+def test_plateaus_keep_their_first_cell():
+    heatmaps = np.zeros((2, 9, 12), np.float32)
+    heatmaps[0, 2:5, 3:7] = 0.7  # a 3 x 4 plateau
+    heatmaps[0, 7, 9:11] = 0.5  # two equal cells side by side
+    heatmaps[1, 4, 4] = heatmaps[1, 5, 3] = 0.6  # diagonal twins: the upper one is first
+    score, xy, valid = find_peaks_torch(torch.from_numpy(heatmaps[None]), 0.1, 4)
+    peaks = to_peaks(score, xy, valid, 0)
+    np.testing.assert_array_equal(peaks.kind, [0, 0, 1])
+    # first cells, offset pushed half a cell towards the equal neighbour (parabola vertex)
+    np.testing.assert_allclose(peaks.xy, [[3.5, 2.5], [9.5, 7.0], [4.0, 4.0]], atol=1e-6)
+    assert_same_peaks(peaks, find_peaks(heatmaps, 0.1, 4))
+
+
+def test_border_peaks_have_no_offset_across_the_border():
+    heatmaps = np.full((1, 6, 7), 0.05, np.float32)
+    for row, col in ((0, 0), (0, 6), (5, 0), (5, 6), (0, 3), (3, 0)):
+        heatmaps[0, row, col] = 0.9
+    heatmaps[0, 0, 4] = 0.6  # pulls the top-edge peak's x, not its y
+    score, xy, valid = find_peaks_torch(torch.from_numpy(heatmaps[None]), 0.1, 8)
+    peaks = to_peaks(score, xy, valid, 0)
+    assert len(peaks.kind) == 6
+    assert_same_peaks(peaks, find_peaks(heatmaps, 0.1, 8))
+    corners = np.isin(peaks.xy[:, 0], (0, 6)) & np.isin(peaks.xy[:, 1], (0, 5))
+    assert corners.sum() == 4  # no offset at all at the corners
+    top_edge = peaks.xy[(peaks.xy[:, 1] == 0) & (peaks.xy[:, 0] > 2) & (peaks.xy[:, 0] < 5)]
+    assert len(top_edge) == 1 and 3 < top_edge[0, 0] < 3.5
+
+
+def test_more_peaks_than_top_k_keeps_the_highest():
+    heatmaps = np.zeros((1, 1, 10, 30), np.float32)
+    cols = np.arange(0, 30, 3)
+    heatmaps[0, 0, 5, cols] = np.linspace(0.2, 0.9, len(cols), dtype=np.float32)[::-1]
+    heatmaps[0, 0, 8, 1] = heatmaps[0, 0, 5, 0]  # ties with the highest: raster order wins
+    score, xy, valid = find_peaks_torch(torch.from_numpy(heatmaps), 0.1, 3)
+    assert valid.all()
+    np.testing.assert_allclose(xy[0, 0].numpy(), [[0, 5], [1, 8], [3, 5]])
+    assert_same_peaks(to_peaks(score, xy, valid, 0), find_peaks(heatmaps[0], 0.1, 3))
+
+
+def test_top_k_larger_than_the_map_pads_invalid_slots():
+    heatmaps = np.zeros((1, 2, 2, 3), np.float32)
+    heatmaps[0, 0, 1, 2] = 0.5
+    score, xy, valid = find_peaks_torch(torch.from_numpy(heatmaps), 0.1, 10)
+    assert valid.shape == (1, 2, 10) and valid.sum() == 1 and valid[0, 0, 0]
+    assert float(score[~valid].abs().sum()) == 0 and float(xy[~valid].abs().sum()) == 0
+
+
+def test_signed_zeros_and_negative_values_tie_like_numpy():
+    heatmaps = np.array([[[-0.0, 0.0, -0.5], [0.0, -0.0, -0.5], [-0.5, -0.5, -0.25]]], np.float32)
+    check_against_numpy(heatmaps[None], -1.0, 2)
+    check_against_numpy(heatmaps[None], -1.0, 5)
+
+
+def test_bfloat16_maps(maps):
+    heatmaps = torch.from_numpy(maps["heatmaps"][:, :18])
+    low = heatmaps.to(torch.bfloat16)
+    score, xy, valid = find_peaks_torch(low, 0.1, 64)
+    assert score.dtype == xy.dtype == torch.float32
+    full = find_peaks_torch(heatmaps, 0.1, 64)
+    for n in range(len(heatmaps)):
+        # exact against numpy on the same (bfloat16-rounded) values, as the decoder sees them
+        peaks = to_peaks(score, xy, valid, n)
+        assert_same_peaks(peaks, find_peaks(to_numpy(low[n]), 0.1, 64))
+        # and close to the float32 maps' strong peaks: rounding may move a plateau by a cell
+        reference = to_peaks(*full, n)
+        strong = reference.score > 0.5
+        for kind, point, value in zip(*(field[strong] for field in reference)):
+            same = peaks.kind == kind
+            distance = np.abs(peaks.xy[same] - point).max(1)
+            best = np.argmin(distance)
+            assert distance[best] <= 1.0 and abs(peaks.score[same][best] - value) < 0.02
+
+
+def test_decode_with_torch_peaks_gives_the_same_people(maps, monkeypatch):
+    codec = Pose2DCodec()
+    expected = [codec.decode(h, p) for h, p in zip(maps["heatmaps"], maps["pafs"])]
+    assert sum(len(scores) for _, scores in expected) >= 10
+
+    def torch_find_peaks(heatmaps, threshold, max_per_kind):
+        result = find_peaks_torch(torch.from_numpy(heatmaps[None]), threshold, max_per_kind)
+        return to_peaks(*result, 0)
+
+    monkeypatch.setattr(codec_module, "find_peaks", torch_find_peaks)
+    for (heatmaps, pafs), (keypoints, scores) in zip(zip(maps["heatmaps"], maps["pafs"]), expected):
+        got_keypoints, got_scores = codec.decode(heatmaps, pafs)
+        np.testing.assert_array_equal(got_keypoints[..., 2], keypoints[..., 2])
+        np.testing.assert_allclose(got_keypoints, keypoints, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
+
+
+def test_group_people_on_truncated_torch_peaks(maps):
+    codec = Pose2DCodec()
+    score, xy, valid = find_peaks_torch(torch.from_numpy(maps["heatmaps"][:, :18]), 0.1, 3)
+    for n in range(len(maps["pafs"])):
+        numpy_peaks = find_peaks(maps["heatmaps"][n, :18], 0.1, 3)
+        people, scores = group_people(numpy_peaks, maps["pafs"][n], codec.limbs)
+        got, got_scores = group_people(to_peaks(score, xy, valid, n), maps["pafs"][n], codec.limbs)
+        assert got.shape == people.shape
+        np.testing.assert_array_equal(got[..., 2], people[..., 2])
+        np.testing.assert_allclose(got[..., :2], people[..., :2], atol=1e-5)
+        np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
+
+
+def test_score_limbs_equal_score_pairs(maps):
+    codec = Pose2DCodec()
+    top_k = 6
+    _, xy, valid = find_peaks_torch(torch.from_numpy(maps["heatmaps"][:, :18]), 0.1, top_k)
+    pafs = torch.from_numpy(maps["pafs"])
+    for min_length in (1e-3, 1.0):
+        score, ratio, pair_valid = score_limbs_torch(
+            xy, valid, pafs, codec.limbs, codec.paf_samples, codec.paf_min_score, min_length
+        )
+        assert score.shape == ratio.shape == pair_valid.shape == (4, len(codec.limbs), top_k, top_k)
+        checked = 0
+        for n in range(len(pafs)):
+            for limb, (a, b) in enumerate(codec.limbs):
+                i, j = np.nonzero(pair_valid[n, limb].numpy())
+                if len(i) == 0:
+                    continue
+                want_score, want_ratio = score_pairs(
+                    xy[n, a, i].numpy(), xy[n, b, j].numpy(), np.full(len(i), limb),
+                    maps["pafs"][n], codec.paf_samples, codec.paf_min_score, min_length,
+                )  # fmt: skip
+                np.testing.assert_allclose(score[n, limb, i, j].numpy(), want_score, atol=1e-6)
+                np.testing.assert_array_equal(ratio[n, limb, i, j].numpy(), want_ratio)
+                checked += len(i)
+        assert checked > 100
+        accepted = (ratio > codec.paf_min_ratio) & (score > 0) & pair_valid
+        assert accepted.sum() >= 10  # real limbs are found, not only rejected pairs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_capture_matches_cpu(maps):
+    heatmaps = torch.from_numpy(maps["heatmaps"][:, :18])
+    static = heatmaps.cuda()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        find_peaks_torch(static, 0.1, 16)  # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = find_peaks_torch(static, 0.1, 16)
+    static.copy_(heatmaps.flip(0).cuda())
+    graph.replay()
+    torch.cuda.synchronize()
+    for n, image in enumerate(heatmaps.flip(0).numpy()):
+        peaks = to_peaks(*(o.cpu() for o in outputs), n)
+        assert_same_peaks(peaks, find_peaks(image, 0.1, 16))
+
+
+def test_negative_maps_rank_like_numpy():
+    # all-negative maps: ranking negative floats needs the sign-magnitude flip of the sort key
+    rng = np.random.default_rng(5)
+    heatmaps = (rng.random((2, 3, 11, 13)) - 1.5).astype(np.float32)
+    for top_k in (1, 3):
+        check_against_numpy(heatmaps, -2.0, top_k)
+
+
+def test_score_limbs_on_half_cell_points_round_like_numpy():
+    # sample points exactly between two cells (plateau peaks sit at x.5): rounding half to even
+    rng = np.random.default_rng(7)
+    limbs = ((0, 1), (1, 2), (2, 0))
+    xy = torch.from_numpy((rng.integers(0, 17, (2, 3, 5, 2)) / 2).astype(np.float32))
+    xy[:, 1, 0] = xy[:, 0, 0]  # coincident endpoints: scored by the field's norm
+    xy[:, 2, 0] = xy[:, 1, 1] + 0.5  # under a cell apart: the norm only when min_length is 1
+    valid = torch.from_numpy(rng.random((2, 3, 5)) < 0.8)
+    valid[:, :, :2] = True
+    pafs = (rng.random((2, 6, 9, 9)) * 2 - 1).astype(np.float32)
+    for min_length in (1e-3, 1.0):
+        score, ratio, pair_valid = score_limbs_torch(
+            xy, valid, torch.from_numpy(pafs), limbs, 5, 0.05, min_length
+        )
+        for n in range(2):
+            for limb, (a, b) in enumerate(limbs):
+                i, j = np.nonzero(pair_valid[n, limb].numpy())
+                want_score, want_ratio = score_pairs(
+                    xy[n, a, i].numpy(), xy[n, b, j].numpy(), np.full(len(i), limb), pafs[n], 5,
+                    0.05, min_length,
+                )  # fmt: skip
+                np.testing.assert_allclose(score[n, limb, i, j].numpy(), want_score, atol=1e-6)
+                np.testing.assert_array_equal(ratio[n, limb, i, j].numpy(), want_ratio)
