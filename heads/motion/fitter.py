@@ -154,19 +154,32 @@ class SkeletonFitter:
             pose.root[person], pose.root_rotation[person] = last.root[0], last.root_rotation[0]
             pose.local[person] = last.local[0]
         fitted = np.flatnonzero(~fresh | np.isfinite(joints3d).any((1, 2)))
+        joints = np.empty((len(ids), NUM_JOINTS, 3))
+        frames = np.empty((len(ids), NUM_JOINTS, 3, 3))
         for group, steps in ((fitted[fresh[fitted]], self.weights.first_iterations),
                              (fitted[~fresh[fitted]], self.weights.iterations)):  # fmt: skip
-            if len(group):
-                part = solve_frame(
-                    pose.take(group), offsets[group], _take(data, group), self.weights, steps
+            if len(group) and len(group) == len(ids):  # all in one solve: no gather, no scatter
+                pose, joints, frames = solve_frame(
+                    pose, offsets, data, self.weights, steps, return_joints=True
                 )
+            elif len(group):
+                part, joints[group], frames[group] = solve_frame(
+                    pose.take(group), offsets[group], _take(data, group), self.weights, steps,
+                    return_joints=True,
+                )  # fmt: skip
                 pose.root[group], pose.root_rotation[group], pose.local[group] = (
                     part.root,
                     part.root_rotation,
                     part.local,
                 )
-        joints, frames = forward_kinematics(pose, offsets)
-        joints[np.setdiff1d(np.arange(len(ids)), fitted)] = np.nan
+        is_fitted = np.zeros(len(ids), bool)
+        is_fitted[fitted] = True
+        unfitted = np.flatnonzero(~is_fitted)
+        if len(unfitted):  # their rest frames, as forward kinematics gives them
+            joints[unfitted], frames[unfitted] = forward_kinematics(
+                pose.take(unfitted), offsets[unfitted]
+            )
+        joints[unfitted] = np.nan
         for person in fitted:
             track = self.tracks[ids[person]]
             track.pose = pose.take([person])

@@ -77,6 +77,21 @@ def subtree_mask() -> np.ndarray:
 
 SUBTREE = subtree_mask()
 MIRROR = np.array(JOINTS21_FLIP)
+# Precomputed tables of forward kinematics and its Jacobian (computed once, used every step).
+_ORDER = np.concatenate([[ROOT], *LEVELS])  # joints sorted by depth, root first
+_RANK = np.argsort(_ORDER)  # joint -> its place in _ORDER
+_LEVEL_SLICES = tuple(
+    (int(_RANK[level[0]]), int(_RANK[level[0]]) + len(level), _RANK[PARENTS[level]])
+    for level in LEVELS
+)
+assert all((_ORDER[a:b] == level).all() for (a, b, _), level in zip(_LEVEL_SLICES, LEVELS))
+_TURNING = np.concatenate([[ROOT], DRIVEN])  # (B,) the bones whose frame a rotation turns
+_PIVOTS = np.concatenate([[ROOT], PARENTS[DRIVEN]])  # (B,) where each rotation turns
+_TURN_MASK = np.concatenate([np.ones((1, NUM_JOINTS), bool), SUBTREE[DRIVEN]]).T[:, None, :, None]
+# (9, 3): _EPSILON @ v = the 3 x 3 matrix M (row-major) with M w = w x v (Levi-Civita)
+_EPSILON = np.array([[[0, 0, 0], [0, 0, 1], [0, -1, 0]],
+                     [[0, 0, -1], [0, 0, 0], [1, 0, 0]],
+                     [[0, 1, 0], [-1, 0, 0], [0, 0, 0]]], float).reshape(9, 3)  # fmt: skip
 
 
 @dataclass
@@ -103,17 +118,21 @@ class Pose:
 def forward_kinematics(pose: Pose, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """pose (P people), offsets (P, 21, 3) rest offsets -> (joints (P, 21, 3) mm, frames
     (P, 21, 3, 3)): frames[:, j] is F_j, the frame of the bone ending at j (G at the root)."""
+    # Homogeneous 4 x 4 transforms [[F_j, x_j], [0, 1]] = parent's @ [[L_j, L_j o_j], [0, 1]]
+    # (the root's: [[G, t], [0, 1]]): one batched product per tree level.
+    # Joints are processed in level order (_ORDER), so that each level is one slice.
     count = len(pose.root)
-    joints = np.zeros((count, NUM_JOINTS, 3))
-    frames = np.zeros((count, NUM_JOINTS, 3, 3))
-    joints[:, ROOT], frames[:, ROOT] = pose.root, pose.root_rotation
-    for level in LEVELS:
-        parents = PARENTS[level]
-        frames[:, level] = frames[:, parents] @ pose.local[:, level]
-        joints[:, level] = joints[:, parents] + np.einsum(
-            "pnij,pnj->pni", frames[:, level], offsets[:, level]
-        )
-    return joints, frames
+    local = pose.local[:, _ORDER]
+    world = np.zeros((count, NUM_JOINTS, 4, 4))
+    world[..., :3, :3] = local
+    world[..., :3, 3] = (local @ offsets[:, _ORDER, :, None])[..., 0]
+    world[..., 3, 3] = 1.0
+    world[:, 0, :3, :3] = pose.root_rotation  # the root comes first
+    world[:, 0, :3, 3] = pose.root
+    for start, stop, parents in _LEVEL_SLICES:  # parents are final before their children
+        world[:, start:stop] = world[:, parents] @ world[:, start:stop]
+    world = world[:, _RANK]  # back to joint order
+    return world[..., :3, 3], world[..., :3, :3]
 
 
 def position_jacobian(joints: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -123,17 +142,15 @@ def position_jacobian(joints: np.ndarray, frames: np.ndarray) -> np.ndarray:
     by a small angle about its own axis a (world direction F_j a) moves each joint k of j's
     subtree by (F_j a) x (x_k - x_parent(j))."""
     count = len(joints)
-    jac = np.zeros((count, NUM_JOINTS, 3, NUM_PARAMS))
-    jac[:, :, :, 0:3] = np.eye(3)
-    pivots = np.concatenate([[ROOT], PARENTS[DRIVEN]])  # (B,) where each rotation turns
-    axes = np.concatenate([frames[:, ROOT : ROOT + 1], frames[:, DRIVEN]], 1)  # (P, B, 3, 3)
-    mask = np.concatenate([np.ones((1, NUM_JOINTS), bool), SUBTREE[DRIVEN]])  # (B, 21)
-    lever = joints[:, None, :, :] - joints[:, pivots][:, :, None, :]  # (P, B, 21, 3)
-    lever = lever * mask[None, :, :, None]
-    # cross(axis a of bone b, lever of joint k) for the three axes at once: (P, B, 3a, 21, 3)
-    moved = np.cross(np.swapaxes(axes, -1, -2)[:, :, :, None, :], lever[:, :, None, :, :])
-    jac[:, :, :, 3:] = moved.transpose(0, 3, 4, 1, 2).reshape(count, NUM_JOINTS, 3, -1)
-    return jac
+    # (F_b e_a) x (x_k - p_b) = -[x_k]x F_b e_a + [p_b]x F_b e_a, [v]x the cross-product matrix
+    cross = (_EPSILON @ joints[..., None]).reshape(count, NUM_JOINTS, 3, 3)  # M c = c x x_k
+    axes = frames[:, _TURNING]  # (P, B, 3, 3)
+    columns = np.swapaxes(axes, 1, 2).reshape(count, 1, 3, 3 * len(_TURNING))  # F_b e_a
+    moved = (cross @ columns).reshape(count, NUM_JOINTS, 3, len(_TURNING), 3)
+    moved -= np.swapaxes(cross[:, _PIVOTS] @ axes, 1, 2)[:, None]  # the same for the pivots p_b
+    moved *= _TURN_MASK  # only the bone's subtree moves
+    shift = np.broadcast_to(np.eye(3), (count, NUM_JOINTS, 3, 3))
+    return np.concatenate([shift, moved.reshape(count, NUM_JOINTS, 3, NUM_PARAMS - 3)], -1)
 
 
 def apply_update(pose: Pose, step: np.ndarray, exp_map) -> Pose:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..skeletons import JOINTS21_NAMES
 from .kinematics import DRIVEN, REST_DIRECTIONS, split_name
-from .rotations import exp_map, vee
+from .rotations import exp_map, skew
 
 FREE = (-1e3, 1e3)
 X, Y, Z = np.eye(3)
@@ -54,15 +54,36 @@ REST_AXES, FLEX_DIRS, SIDE_DIRS, RANGES = _table()
 FEATURE_NAMES = ("flex", "side", "twist")
 
 
+def _feature_weights() -> np.ndarray:
+    """(D, 9, 5): the five quantities the angles are read from, each linear in the rotation L
+    (flattened row-major): u1 . L b0, b0 . L b0, u2 . L b0 (the swung bone d = L b0 against
+    the flex, rest and side directions), vee(L) . b0 and trace(L)."""
+    out = np.zeros((len(DRIVEN), 3, 3, 5))
+    for k, (b0, u1, u2) in enumerate(zip(REST_AXES, FLEX_DIRS, SIDE_DIRS)):
+        out[k, ..., 0] = np.outer(u1, b0)  # u^T L b = sum_ij L_ij u_i b_j
+        out[k, ..., 1] = np.outer(b0, b0)
+        out[k, ..., 2] = np.outer(u2, b0)
+        out[k, ..., 3] = 0.5 * skew(b0)  # vee(L) . b = sum_ij L_ij skew(b)_ij / 2
+        out[k, ..., 4] = np.eye(3)
+    return out.reshape(len(DRIVEN), 9, 5)
+
+
+FEATURES = _feature_weights()
+
+
 def limit_angles(local: np.ndarray, bones: np.ndarray | slice = slice(None)) -> np.ndarray:
     """(P, D, 3, 3) local rotations of the driven bones (or of the driven bones `bones`) ->
     (P, D, 3) angles (flex, side, twist) in radians."""
-    axes, flex_dirs, side_dirs = REST_AXES[bones], FLEX_DIRS[bones], SIDE_DIRS[bones]
-    d = (local @ axes[..., None])[..., 0]
-    flex = np.arctan2((d * flex_dirs).sum(-1), (d * axes).sum(-1))
-    side = np.arcsin(np.clip((d * side_dirs).sum(-1), -1.0, 1.0))
-    trace = np.trace(local, axis1=-2, axis2=-1)
-    twist = 2.0 * np.arctan2((vee(local) * axes).sum(-1), 0.5 * (1.0 + trace))
+    shape = local.shape[:-2]
+    flat = local.reshape(shape + (1, 9))
+    return _angles((flat @ FEATURES[bones])[..., 0, :])
+
+
+def _angles(q: np.ndarray) -> np.ndarray:
+    """(..., 5) quantities of `_feature_weights` -> (..., 3) angles (flex, side, twist)."""
+    flex = np.arctan2(q[..., 0], q[..., 1])
+    side = np.arcsin(np.clip(q[..., 2], -1.0, 1.0))
+    twist = 2.0 * np.arctan2(q[..., 3], 0.5 * (1.0 + q[..., 4]))
     return np.stack([flex, side, twist], -1)
 
 
@@ -72,26 +93,45 @@ def limit_excess(angles: np.ndarray) -> np.ndarray:
     return np.maximum(angles - high, 0.0) + np.minimum(angles - low, 0.0)
 
 
-def limit_residuals(local: np.ndarray, step: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+def _turned_features(step: float) -> np.ndarray:
+    """(D, 9, 3 axes x 5): `FEATURES` of L exp(step e_a) for each axis a, still linear in L:
+    sum_ij (L T)_ij W_ij = sum_ik L_ik (W T^T)_ik."""
+    turns = exp_map(np.eye(3) * step)  # (3, 3, 3): one small turn per axis
+    weights = FEATURES.reshape(-1, 3, 3, 5)
+    moved = np.einsum("dijq,akj->dikaq", weights, turns)
+    return moved.reshape(len(DRIVEN), 9, 15)
+
+
+_TURNED = {1e-4: _turned_features(1e-4)}
+
+
+def limit_residuals(
+    local: np.ndarray, step: float = 1e-4, angles: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(P, D, 3, 3) local rotations -> (excess (P, D, 3), jacobian (P, D, 3 angles, 3 axes)): the
     excess and its change per radian of the update L <- L exp(d), by forward differences (the
-    angles are cheap; their closed-form derivatives are not), zero where an angle is inside."""
-    angles = limit_angles(local)
+    angles are cheap; their closed-form derivatives are not), zero where an angle is inside.
+    angles: `limit_angles(local)` where the caller has them already."""
+    if angles is None:
+        angles = limit_angles(local)
     excess = limit_excess(angles)
     jac = np.zeros(excess.shape + (3,))
-    people, bones = np.nonzero((excess != 0).any(-1))  # differentiate only where it matters
-    if len(people) == 0:
-        return excess, jac
-    chosen = local[people, bones]  # (K, 3, 3)
-    turns = exp_map(np.eye(3) * step)  # (3, 3, 3): one small turn per axis
-    moved = np.stack([_angles_of(chosen @ turn, bones) for turn in turns], -1)  # (K, 3, 3 axes)
-    change = moved - angles[people, bones][..., None]
-    change[..., 2, :] = (change[..., 2, :] + np.pi) % (2 * np.pi) - np.pi  # twist wraps
-    outside = (excess[people, bones] != 0)[..., None]
-    jac[people, bones] = np.where(outside, change / step, 0.0)
+    people, bones, _, jac_outside = outside_residuals(local, angles, excess, step)
+    jac[people, bones] = jac_outside
     return excess, jac
 
 
-def _angles_of(local: np.ndarray, bones: np.ndarray) -> np.ndarray:
-    """`limit_angles` of (K, 3, 3) rotations of the driven bones `bones` (K,) -> (K, 3)."""
-    return limit_angles(local[None], bones)[0]
+def outside_residuals(local, angles, excess, step: float = 1e-4) -> tuple:
+    """`limit_residuals` for only the K bones with an angle outside its range: (people (K,),
+    bones (K,), excess (K, 3), jacobian (K, 3 angles, 3 axes)), from (P, D, 3, 3) rotations,
+    their (P, D, 3) angles and excess."""
+    people, bones = np.nonzero((excess != 0).any(-1))  # differentiate only where it matters
+    chosen = excess[people, bones]
+    if len(people) == 0:
+        return people, bones, chosen, np.zeros((0, 3, 3))
+    turned = _TURNED[step] if step in _TURNED else _turned_features(step)
+    q = (local[people, bones].reshape(-1, 1, 9) @ turned[bones])[:, 0]  # (K, 15)
+    moved = _angles(q.reshape(-1, 3, 5))  # (K, 3 axes, 3 angles)
+    change = np.swapaxes(moved, 1, 2) - angles[people, bones][..., None]  # (K, 3, 3 axes)
+    change[..., 2, :] = (change[..., 2, :] + np.pi) % (2 * np.pi) - np.pi  # twist wraps
+    return people, bones, chosen, np.where((chosen != 0)[..., None], change / step, 0.0)

@@ -29,7 +29,7 @@ from .kinematics import (
     forward_kinematics,
     position_jacobian,
 )
-from .limits import limit_angles, limit_excess, limit_residuals
+from .limits import limit_angles, limit_excess, outside_residuals
 from .rotations import exp_map
 
 _LIMIT_INDEX = 6 + 3 * np.arange(len(DRIVEN))[:, None] + np.arange(3)  # (D, 3) parameter ids
@@ -70,44 +70,72 @@ class FrameInputs:
     depth_prev: np.ndarray
 
 
-def _data_terms(joints, jac, data: FrameInputs, w: FitWeights):
-    """Normal equations (H (P, n, n), g (P, n)) of the 3D, smoothness and 2D terms."""
-    count = len(joints)
-    a = (w.w3d * data.conf3d) ** 2 + (w.w_smooth**2) * data.has_prediction[:, None]  # (P, 21)
-    b = (w.w3d * data.conf3d)[..., None] ** 2 * (joints - data.joints3d)
-    b += (w.w_smooth**2) * data.has_prediction[:, None, None] * (joints - data.predicted)
-    flat = jac.reshape(count, NUM_JOINTS * 3, NUM_PARAMS)
-    weights = np.repeat(a, 3, axis=1)  # (P, 63)
-    weighted = np.swapaxes(flat * weights[..., None], 1, 2)  # (P, n, 63)
-    hessian = weighted @ flat
-    gradient = (np.swapaxes(flat, 1, 2) @ b.reshape(count, -1, 1))[..., 0]
-    if not data.conf2d.any():
-        return hessian, gradient
+class _Terms:
+    """A frame's per-person constants of the energy, computed once per solve: the 3D and
+    smoothness terms folded into one weight a and target (a x - target is their gradient per
+    joint), the 2D weights, and whether any 2D point counts."""
+
+    def __init__(self, data: FrameInputs, w: FitWeights) -> None:
+        w3 = (w.w3d * data.conf3d) ** 2  # (P, 21)
+        ws = (w.w_smooth**2) * data.has_prediction[:, None]  # (P, 1)
+        self.a = w3 + ws  # (P, 21)
+        self.target = w3[..., None] * data.joints3d + ws[..., None] * data.predicted
+        self.w3, self.ws = w3, ws[:, 0]
+        self.rows3 = np.repeat(self.a, 3, axis=1)[..., None]  # (P, 63, 1)
+        self.w2 = (w.w2d * data.conf2d) ** 2  # (P, 21)
+        self.has2d = bool(data.conf2d.any())
+        self.rows2 = np.repeat(self.w2, 2, axis=1)[..., None]  # (P, 42, 1)
+        self.has_depth = np.isfinite(data.depth_prev)
+        self.depth_weight = np.where(self.has_depth, w.w_depth**2, 0.0)
+        self.depth_prev = np.where(self.has_depth, data.depth_prev, 0.0)
+
+
+def _reprojection(joints, data: FrameInputs):
+    """(depth (P, 21), residual (P, 21, 2)): the 2D error in pixels scaled to mm at the depth."""
     depth = np.maximum(joints[..., 2], 1.0)  # (P, 21)
     pixels = data.f * joints[..., :2] / depth[..., None] + data.c
-    residual = (pixels - data.points2d) * depth[..., None] / data.f  # mm at the joint's depth
+    return depth, (pixels - data.points2d) * depth[..., None] / data.f
+
+
+def _data_terms(joints, jac, data: FrameInputs, w: FitWeights, terms: _Terms | None = None):
+    """Normal equations (H (P, n, n), g (P, n)) of the 3D, smoothness and 2D terms."""
+    terms = terms or _Terms(data, w)
+    count = len(joints)
+    b = terms.a[..., None] * joints - terms.target  # (P, 21, 3)
+    flat = jac.reshape(count, NUM_JOINTS * 3, NUM_PARAMS)
+    weighted = np.swapaxes(flat * terms.rows3, 1, 2)  # (P, n, 63)
+    hessian = weighted @ flat
+    gradient = (np.swapaxes(flat, 1, 2) @ b.reshape(count, -1, 1))[..., 0]
+    if not terms.has2d:
+        return hessian, gradient
+    depth, residual = _reprojection(joints, data)
     # d residual / d x with the depth scale held fixed: [[1, 0, -x/z], [0, 1, -y/z]]
-    dproj = np.zeros((count, NUM_JOINTS, 2, 3))
-    dproj[..., 0, 0] = dproj[..., 1, 1] = 1.0
-    dproj[..., :, 2] = -joints[..., :2] / depth[..., None]
-    jac2 = (dproj @ jac).reshape(count, NUM_JOINTS * 2, NUM_PARAMS)
-    weights2 = np.repeat((w.w2d * data.conf2d) ** 2, 2, axis=1)
-    weighted = np.swapaxes(jac2 * weights2[..., None], 1, 2)  # (P, n, 42)
+    ratio = joints[..., :2] / depth[..., None]  # (P, 21, 2)
+    jac2 = (jac[:, :, :2] - ratio[..., None] * jac[:, :, 2:3]).reshape(count, -1, NUM_PARAMS)
+    weighted = np.swapaxes(jac2 * terms.rows2, 1, 2)  # (P, n, 42)
     hessian += weighted @ jac2
     gradient += (weighted @ residual.reshape(count, -1, 1))[..., 0]
     return hessian, gradient
 
 
-def _prior_terms(pose: Pose, hessian, gradient, data: FrameInputs, w: FitWeights) -> None:
+def _prior_terms(
+    pose: Pose, hessian, gradient, data: FrameInputs, w: FitWeights, angles=None, terms=None
+) -> None:
     """Add the joint-limit and root-depth terms to the normal equations (in place)."""
-    excess, jac = limit_residuals(pose.local[:, DRIVEN])  # (P, D, 3), (P, D, 3, 3)
-    scale = w.w_limits**2
-    blocks = scale * np.einsum("pdai,pdaj->pdij", jac, jac)
-    hessian[:, _LIMIT_INDEX[:, :, None], _LIMIT_INDEX[:, None, :]] += blocks
-    gradient[:, _LIMIT_INDEX] += scale * np.einsum("pdai,pda->pdi", jac, excess)
-    has_depth = np.isfinite(data.depth_prev)
-    hessian[:, 2, 2] += np.where(has_depth, w.w_depth**2, 0.0)
-    gradient[:, 2] += np.where(has_depth, w.w_depth**2 * (pose.root[:, 2] - data.depth_prev), 0.0)
+    terms = terms or _Terms(data, w)
+    local = pose.local[:, DRIVEN]
+    if angles is None:
+        angles = limit_angles(local)
+    excess = limit_excess(angles)
+    if excess.any():  # only the bones outside a range have a residual and a Jacobian
+        people, bones, excess, jac = outside_residuals(local, angles, excess)  # (K, 3), (K, 3, 3)
+        scale = w.w_limits**2
+        jac_t = np.swapaxes(jac, -1, -2)
+        rows = _LIMIT_INDEX[bones]  # (K, 3) parameter ids; one bone appears once per person
+        hessian[people[:, None, None], rows[:, :, None], rows[:, None, :]] += scale * (jac_t @ jac)
+        gradient[people[:, None], rows] += scale * (jac_t @ excess[..., None])[..., 0]
+    hessian[:, 2, 2] += terms.depth_weight
+    gradient[:, 2] += terms.depth_weight * (pose.root[:, 2] - terms.depth_prev)
 
 
 def energy(pose: Pose, offsets: np.ndarray, data: FrameInputs, w: FitWeights) -> np.ndarray:
@@ -115,48 +143,62 @@ def energy(pose: Pose, offsets: np.ndarray, data: FrameInputs, w: FitWeights) ->
     return _energy(pose, forward_kinematics(pose, offsets)[0], data, w)
 
 
-def _energy(pose: Pose, joints: np.ndarray, data: FrameInputs, w: FitWeights) -> np.ndarray:
-    e = ((w.w3d * data.conf3d) ** 2 * ((joints - data.joints3d) ** 2).sum(-1)).sum(-1)
-    e += (w.w_smooth**2 * data.has_prediction) * ((joints - data.predicted) ** 2).sum((1, 2))
-    depth = np.maximum(joints[..., 2], 1.0)
-    pixels = data.f * joints[..., :2] / depth[..., None] + data.c
-    residual = (pixels - data.points2d) * depth[..., None] / data.f
-    e += ((w.w2d * data.conf2d) ** 2 * (residual**2).sum(-1)).sum(-1)
-    e += w.w_limits**2 * (limit_excess(limit_angles(pose.local[:, DRIVEN])) ** 2).sum((1, 2))
-    change = np.nan_to_num(pose.root[:, 2] - data.depth_prev)  # no previous depth: no term
-    return e + w.w_depth**2 * change**2
+def _energy(pose: Pose, joints, data: FrameInputs, w: FitWeights, angles=None, terms=None):
+    terms = terms or _Terms(data, w)
+    e = (terms.w3 * ((joints - data.joints3d) ** 2).sum(-1)).sum(-1)
+    e += terms.ws * ((joints - data.predicted) ** 2).sum((1, 2))
+    if terms.has2d:
+        e += (terms.w2 * (_reprojection(joints, data)[1] ** 2).sum(-1)).sum(-1)
+    if angles is None:
+        angles = limit_angles(pose.local[:, DRIVEN])
+    e += w.w_limits**2 * (limit_excess(angles) ** 2).sum((1, 2))
+    return e + terms.depth_weight * (pose.root[:, 2] - terms.depth_prev) ** 2
 
 
 def solve_frame(
-    pose: Pose, offsets: np.ndarray, data: FrameInputs, w: FitWeights, iterations: int
-) -> Pose:
-    """`iterations` Levenberg-Marquardt steps from `pose` (P people) -> the fitted Pose.
+    pose: Pose,
+    offsets: np.ndarray,
+    data: FrameInputs,
+    w: FitWeights,
+    iterations: int,
+    return_joints: bool = False,
+):
+    """`iterations` Levenberg-Marquardt steps from `pose` (P people) -> the fitted Pose (and,
+    with return_joints, its joints (P, 21, 3) and bone frames (P, 21, 3, 3), as
+    `forward_kinematics` gives them).
 
     Each person's damping adapts: a step that raises their energy is undone and their damping
     grows tenfold, an accepted one shrinks it, so a start far from the answer (a new track, a
     pose far outside the limits) cannot throw the fit off."""
-    eye = np.eye(NUM_PARAMS)
+    terms = _Terms(data, w)
+    diagonal_index = np.arange(NUM_PARAMS)
     damping = np.full(len(pose.root), w.damping)
     joints, frames = forward_kinematics(pose, offsets)
-    current = _energy(pose, joints, data, w)
+    angles = limit_angles(pose.local[:, DRIVEN])
+    current = _energy(pose, joints, data, w, angles, terms)
     for _ in range(iterations):
         jac = position_jacobian(joints, frames)
-        hessian, gradient = _data_terms(joints, jac, data, w)
-        _prior_terms(pose, hessian, gradient, data, w)
-        diagonal = np.diagonal(hessian, axis1=1, axis2=2)
+        hessian, gradient = _data_terms(joints, jac, data, w, terms)
+        _prior_terms(pose, hessian, gradient, data, w, angles, terms)
         # Marquardt: damp each parameter by its own curvature, plus a floor for directions no
         # term sees (a straight arm's twist), which then stay where they are.
-        hessian = hessian + (damping[:, None] * diagonal + 1.0)[:, :, None] * eye
+        hessian[:, diagonal_index, diagonal_index] *= (1.0 + damping)[:, None]
+        hessian[:, diagonal_index, diagonal_index] += 1.0
         step = np.linalg.solve(hessian, -gradient[..., None])[..., 0]
         trial = apply_update(pose, step, exp_map)
         trial_joints, trial_frames = forward_kinematics(trial, offsets)
-        trial_energy = _energy(trial, trial_joints, data, w)
+        trial_angles = limit_angles(trial.local[:, DRIVEN])
+        trial_energy = _energy(trial, trial_joints, data, w, trial_angles, terms)
         better = trial_energy <= current
-        joints = np.where(better[:, None, None], trial_joints, joints)  # reused next step
-        frames = np.where(better[:, None, None, None], trial_frames, frames)
-        pose = Pose(np.where(better[:, None], trial.root, pose.root),
-                    np.where(better[:, None, None], trial.root_rotation, pose.root_rotation),
-                    np.where(better[:, None, None, None], trial.local, pose.local))  # fmt: skip
+        if better.all():  # the usual case: take the trial whole
+            pose, joints, frames, angles = trial, trial_joints, trial_frames, trial_angles
+        elif better.any():
+            joints = np.where(better[:, None, None], trial_joints, joints)  # reused next step
+            frames = np.where(better[:, None, None, None], trial_frames, frames)
+            angles = np.where(better[:, None, None], trial_angles, angles)
+            pose = Pose(np.where(better[:, None], trial.root, pose.root),
+                        np.where(better[:, None, None], trial.root_rotation, pose.root_rotation),
+                        np.where(better[:, None, None, None], trial.local, pose.local))  # fmt: skip
         current = np.where(better, trial_energy, current)
         damping = np.clip(np.where(better, damping * 0.3, damping * 10.0), 1e-6, 1e6)
-    return pose
+    return (pose, joints, frames) if return_joints else pose
