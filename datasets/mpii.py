@@ -20,7 +20,7 @@ The dataset knows no skeleton: joint names come from the caller (the mpii16 skel
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -205,34 +205,19 @@ class MpiiKeypoints(CocoKeypoints):
         self,
         annotation_file: str | Path,
         image_dir: str | Path,
-        input_size: tuple[int, int] = (368, 368),
-        augment: Callable | None = None,
-        encoder: Callable[..., dict[str, np.ndarray]] | None = None,
-        image_ids: list[int] | None = None,
-        check_files: bool = True,
-        normalize: bool = True,
-        num_keypoints: int | None = None,
-        skeleton_name: str | None = None,
-        strip_prefix: str = "",
+        *args: Any,
         keypoint_names: Sequence[str] | None = None,
         one_based: bool = True,
+        **kwargs: Any,
     ) -> None:
+        """CocoKeypoints' arguments (but keypoints_field: MPII has one layout), plus
+        keypoint_names and one_based."""
+        if "keypoints_field" in kwargs:
+            raise TypeError("MpiiKeypoints: the MPII layout has no keypoints_field to choose")
         # read by _load_annotations, which CocoKeypoints.__init__ calls
         self._keypoint_names = keypoint_names
         self.one_based = one_based
-        super().__init__(
-            annotation_file,
-            image_dir,
-            input_size,
-            augment,
-            encoder,
-            image_ids,
-            check_files,
-            normalize,
-            num_keypoints=num_keypoints,
-            skeleton_name=skeleton_name,
-            strip_prefix=strip_prefix,
-        )
+        super().__init__(annotation_file, image_dir, *args, **kwargs)
 
     def _load_annotations(self) -> COCO:
         """The json list, converted by `to_coco` (sizes come from the images when loaded)."""

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from selecsls.datasets.coco import CocoKeypoints, DatasetError, collate_pose
 from selecsls.datasets.keypoint_formats import FORMATS, open_keypoint_dataset
-from selecsls.heads.skeletons import COCO17, Skeleton
+from selecsls.heads.skeletons import COCO17, Skeleton, get_skeleton
 from selecsls.tools._cli import parse_size
 from selecsls.tools.deploy.quantize import quantize_for_eval
 from selecsls.tools.engine.amp import amp_dtype
@@ -134,6 +134,13 @@ def build_dataset(
     return dataset
 
 
+def model_skeleton(checkpoint: dict[str, Any]) -> Skeleton:
+    """The 2D skeleton a checkpoint's model predicts (its xnect2d head config; COCO-17 for
+    models from before skeletons were configurable)."""
+    heads = (checkpoint.get("config") or {}).get("heads") or {}
+    return get_skeleton((heads.get("xnect2d") or {}).get("skeleton", "coco17"))
+
+
 def make_task(
     checkpoint: dict[str, Any],
     size: tuple[int, int],
@@ -144,8 +151,7 @@ def make_task(
     """The training task rebuilt from the run's codec section, for its evaluation path only.
     The skeleton is the model's own (its head config), whatever the codec section says."""
     codec = dict(run_experiment(checkpoint).get("codec", {}))
-    heads = (checkpoint.get("config") or {}).get("heads") or {}
-    codec["skeleton"] = (heads.get("xnect2d") or {}).get("skeleton", "coco17")
+    codec["skeleton"] = model_skeleton(checkpoint).name
     config = {
         "codec": codec,
         "data": {"input_size": f"{size[0]}x{size[1]}", "format": fmt},
@@ -166,8 +172,7 @@ def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:
         raise ValueError(f"{args.model} is a 2D pose checkpoint: {EVALUATOR.usage}")
     size = input_size(args, checkpoint)
     fmt = data_format(args, checkpoint)
-    task = make_task(checkpoint, size, "", args.flip, fmt)  # its codec names the skeleton
-    skeleton = task.codec.keypoint_skeleton
+    skeleton = model_skeleton(checkpoint)
     dataset = build_dataset(args, size, eval_section(args, checkpoint), fmt, skeleton)
     results_dir = Path(args.results).resolve().parent if args.results else None
     if results_dir is not None:

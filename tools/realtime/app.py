@@ -78,7 +78,7 @@ def annotate(
 ):
     """The frame with skeletons, ids, FPS and (for a 3D model) the 3D panel beside it, showing
     the fitted skeletons (`fitted`: id -> {"joints"}) where fitting is on."""
-    canvas = draw_people(frame.copy(), people, *([limbs] if limbs else []))
+    canvas = draw_people(frame.copy(), people, limbs)
     source = getattr(prediction, "pose3d_source", None)
     label = SOURCE_LABELS.get(source, f"3D: {source}") if source else ""
     draw_fps(canvas, fps, f"{len(people)} people  {label}")

@@ -62,10 +62,11 @@ def _label(image: np.ndarray, text: str, at: tuple[int, int], colour, scale: flo
 
 
 def draw_people(
-    image: np.ndarray, people: list[dict], limbs: tuple[tuple[int, int], ...] = COCO17_SKELETON
+    image: np.ndarray, people: list[dict], limbs: tuple[tuple[int, int], ...] | None = None
 ) -> np.ndarray:
     """Draw every person dict ({"id", "keypoints" (K, 3)}) in place; limbs: the skeleton's
-    drawing edges (`Skeleton.draw_edges`, COCO's by default)."""
+    drawing edges (`Skeleton.draw_edges`, COCO's when None)."""
+    limbs = limbs or COCO17_SKELETON
     for person in people:
         draw_person(image, person["keypoints"], person.get("id"), limbs=limbs)
     return image
