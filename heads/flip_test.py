@@ -2,8 +2,9 @@
 
 The mirrored image's maps are mirrored back: keypoint channels swap left and right (the
 skeleton's `model_flip`; OpenPose-18's for COCO), PAF limbs swap (`limb_flip`) and their x
-component changes sign, and location-map joints swap (`JOINTS21_FLIP`) with x negated (a mirror
-image of a 3D pose is the pose with camera x negated). Map cell i is centred on input pixel
+component changes sign, offsets (the centre + offset head's) swap keypoints and negate dx, and
+location-map joints swap (`JOINTS21_FLIP`) with x negated (a mirror image of a 3D pose is the
+pose with camera x negated). Map cell i is centred on input pixel
 stride * i + (stride - 1) / 2, so mirroring maps and input agree exactly when the input is as
 wide as the maps times the stride: narrower inputs are padded on the right to that width first
 (the mirror image then has its padding on the left, like a letterbox).
@@ -36,9 +37,9 @@ def mirror_back(
 ) -> dict[str, torch.Tensor]:
     """Maps predicted for a mirrored image -> maps of the original image.
 
-    outputs: {"heatmaps": (N, M + 1, h, w), "pafs": (N, 2L, h, w), "locmaps": (N, 63, h, w)}, any
-    subset, of a model predicting `skeleton`; other keys raise ValueError (there is no rule to
-    mirror them).
+    outputs: {"heatmaps": (N, M + 1, h, w), "pafs": (N, 2L, h, w), "offsets": (N, 2M, h, w),
+    "locmaps": (N, 63, h, w)}, any subset, of a model predicting `skeleton`; other keys raise
+    ValueError (there is no rule to mirror them).
     """
     keypoint_skeleton = get_skeleton(skeleton)
     keypoint_flip, limb_flip = keypoint_skeleton.model_flip, keypoint_skeleton.limb_flip
@@ -46,7 +47,11 @@ def mirror_back(
     for key, maps in outputs.items():
         maps = torch.flip(maps, [3])
         n, channels, h, w = maps.shape
-        expected = {"heatmaps": keypoint_skeleton.num_heatmaps, "pafs": 2 * len(limb_flip)}
+        expected = {
+            "heatmaps": keypoint_skeleton.num_heatmaps,
+            "pafs": 2 * len(limb_flip),
+            "offsets": 2 * len(keypoint_flip),
+        }
         if key in expected and channels != expected[key]:
             raise ValueError(
                 f"flip test: {channels} {key[:-1]} channels, but skeleton "
@@ -57,6 +62,9 @@ def mirror_back(
             back[key] = maps[:, order]
         elif key == "pafs":  # (limb, x/y)
             maps = maps.reshape(n, len(limb_flip), 2, h, w)[:, list(limb_flip)]
+            back[key] = (maps * _x_sign(maps)).reshape(n, channels, h, w)
+        elif key == "offsets":  # (keypoint, dx/dy) of the centre + offset head
+            maps = maps.reshape(n, len(keypoint_flip), 2, h, w)[:, list(keypoint_flip)]
             back[key] = (maps * _x_sign(maps)).reshape(n, channels, h, w)
         elif key == "locmaps":  # (joint, x/y/z)
             maps = maps.reshape(n, len(JOINTS21_FLIP), 3, h, w)[:, list(JOINTS21_FLIP)]

@@ -13,6 +13,7 @@ from selecsls.backbones import build_backbone, canonical_name
 from selecsls.backbones.fusion import fuse_bn_structure
 
 from .classification import ClassificationHead
+from .pose2d.centre.head import Centre2DHead
 from .pose2d.xnect import XNect2DHead
 from .pose3d.lifting import LiftingHead
 from .pose3d.xnect import XNect3DHead
@@ -22,6 +23,7 @@ from .prune import apply_pruned_config
 HEADS: dict[str, Callable[..., nn.Module]] = {
     "classification": ClassificationHead,
     "xnect2d": XNect2DHead,
+    "centre2d": Centre2DHead,  # DEKR-style centres + offsets, no grouping
     "xnect3d": XNect3DHead,
     "lifting": LiftingHead,  # Stage II: per person after decoding, stored with Stage I
 }

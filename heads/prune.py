@@ -67,6 +67,14 @@ def prune_xnect2d_head(head: nn.Module, features: dict[str, ChannelState], rule:
     _absorb_first_layers(head, [head.trunk[0]], features)
 
 
+def prune_centre2d_head(head: nn.Module, features: dict[str, ChannelState], rule: KeepRule) -> None:
+    """Centre + offset head: its first 1x1 layer absorbs the pruned stride-16 channels, and its
+    lateral 1x1 (when it fuses the stride-8 map) those of that map."""
+    if head.fuse_feature is not None:
+        prune_conv_bn(head.lateral, features[head.fuse_feature], KeepRule(None))
+    _absorb_first_layers(head, [head.trunk[0]], features)
+
+
 def prune_xnect3d_head(head: nn.Module, features: dict[str, ChannelState], rule: KeepRule) -> None:
     """XNect Stage I (2D + 3D branches): both branches' first 1x1 layers read the backbone map."""
     _absorb_first_layers(head, [head.trunk[0], head.trunk3d[0]], features)
@@ -86,6 +94,7 @@ def keep_feature_free_head(
 HEAD_PRUNERS: dict[str, Callable[[nn.Module, dict[str, ChannelState], KeepRule], None]] = {
     "classification": prune_classification_head,
     "xnect2d": prune_xnect2d_head,
+    "centre2d": prune_centre2d_head,
     "xnect3d": prune_xnect3d_head,
     "lifting": keep_feature_free_head,
 }

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -63,6 +64,10 @@ class Pose2DCodec:
     min_keypoints: int = 3
     max_peaks: int = 64
     skeleton: str = "coco17"
+
+    # the network outputs decode_outputs reads, and the targets encode writes for the loss
+    output_keys: ClassVar[tuple[str, ...]] = ("heatmaps", "pafs")
+    target_keys: ClassVar[tuple[str, ...]] = ("heatmaps", "pafs", "mask")
 
     def __post_init__(self) -> None:
         self.keypoint_skeleton: Skeleton = get_skeleton(self.skeleton)
@@ -123,36 +128,12 @@ class Pose2DCodec:
         heatmaps[:count] = self._gaussians(people, width, height)
         heatmaps[count] = 1.0 - heatmaps[:count].max(0)
         pafs = self._pafs(people, width, height)
-        mask = self._loss_mask(ignore_mask, width, height)
+        mask = self.loss_mask(ignore_mask, width, height)
         return {"heatmaps": heatmaps, "pafs": pafs, "mask": mask}
 
     def _gaussians(self, people: np.ndarray, width: int, height: int) -> np.ndarray:
-        """(P, M, 3) -> (M, h, w): per keypoint the max over people of separable Gaussians.
-
-        Each Gaussian is written only on the cells where it reaches GAUSSIAN_CUTOFF (a window of
-        about 2 x 4.3 sigma); beyond them the full-map product is below the cutoff, so the maps
-        differ from an everywhere-evaluated Gaussian by less than that.
-        """
-        out = np.zeros((self.num_keypoints, height, width), np.float32)
-        person, keypoint = np.nonzero(people[..., 2] > 0)
-        if len(person) == 0:
-            return out
-        scale = -0.5 / self.sigma**2
-        radius = self.sigma * math.sqrt(-2.0 * math.log(GAUSSIAN_CUTOFF)) / self.stride  # cells
-        size = 2 * math.ceil(radius) + 2
-        xy = people[person, keypoint, :2]  # (N, 2) input pixels
-        # window origin (cells): the first cell within `radius` of the centre, kept on the map
-        first = np.floor((xy - (self.stride - 1) / 2) / self.stride - radius).astype(np.int64) + 1
-        first = np.clip(first, 0, np.maximum(np.array([width, height]) - size, 0))
-        cells = first[:, :, None] + np.arange(size)  # (N, 2, size)
-        inside = cells < np.array([width, height])[:, None]
-        centres = cells.astype(np.float32) * self.stride + (self.stride - 1) / 2
-        g = np.exp(scale * (centres - xy[..., None]) ** 2) * inside  # (N, 2, size)
-        patches = g[:, 1, :, None] * g[:, 0, None, :]  # (N, size_y, size_x)
-        rows = np.minimum(cells[:, 1, :, None], height - 1)
-        cols = np.minimum(cells[:, 0, None, :], width - 1)
-        np.maximum.at(out, (keypoint[:, None, None], rows, cols), patches)
-        return out
+        """(P, M, 3) -> (M, h, w): per keypoint the max over people of Gaussians."""
+        return draw_gaussians(people, width, height, self.sigma, self.stride)
 
     def _pafs(self, people: np.ndarray, width: int, height: int) -> np.ndarray:
         """(P, M, 3) -> (2L, h, w): unit limb vectors on a band around each limb, averaged.
@@ -203,7 +184,7 @@ class Pose2DCodec:
             pafs[:, axis] = (summed / np.maximum(count, 1)).reshape(num_limbs, -1)
         return pafs.reshape(-1, height, width)
 
-    def _loss_mask(self, ignore_mask: np.ndarray | None, width: int, height: int) -> np.ndarray:
+    def loss_mask(self, ignore_mask: np.ndarray | None, width: int, height: int) -> np.ndarray:
         """(H, W) ignore mask -> (1, h, w) loss weights: 0 where over half a cell is ignored."""
         if ignore_mask is None:
             return np.ones((1, height, width), np.float32)
@@ -241,6 +222,13 @@ class Pose2DCodec:
         keypoints[keypoints[..., 2] <= 0] = 0
         order = np.argsort(-scores, kind="stable")
         return keypoints[order], scores[order]
+
+    def decode_outputs(
+        self, outputs: dict, transform: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One image's {"heatmaps", "pafs"} (any other keys ignored) -> `decode`'s people: the
+        call every 2D codec shares (`heads.pose2d.registry`)."""
+        return self.decode(outputs["heatmaps"], outputs["pafs"], transform)
 
     def grouping_options(self) -> dict:
         """The keyword arguments of `group_people` this codec decodes with."""
@@ -285,3 +273,35 @@ def invert_points(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
     inverse = np.linalg.inv(matrix)[:2]
     flat = points.reshape(-1, 2).astype(np.float64)
     return (flat @ inverse[:, :2].T + inverse[:, 2]).reshape(points.shape).astype(np.float32)
+
+
+def draw_gaussians(
+    points: np.ndarray, width: int, height: int, sigma: float, stride: int
+) -> np.ndarray:
+    """(P, M, 3) points (x, y, v) in input pixels -> (M, h, w): per channel the max over people
+    of Gaussians of `sigma` input pixels at the labelled (v > 0) points, on `stride`-pixel cells.
+
+    Each Gaussian is written only on the cells where it reaches GAUSSIAN_CUTOFF (a window of
+    about 2 x 4.3 sigma); beyond them the full-map product is below the cutoff, so the maps
+    differ from an everywhere-evaluated Gaussian by less than that.
+    """
+    out = np.zeros((points.shape[1], height, width), np.float32)
+    person, keypoint = np.nonzero(points[..., 2] > 0)
+    if len(person) == 0:
+        return out
+    scale = -0.5 / sigma**2
+    radius = sigma * math.sqrt(-2.0 * math.log(GAUSSIAN_CUTOFF)) / stride  # cells
+    size = 2 * math.ceil(radius) + 2
+    xy = points[person, keypoint, :2]  # (N, 2) input pixels
+    # window origin (cells): the first cell within `radius` of the centre, kept on the map
+    first = np.floor((xy - (stride - 1) / 2) / stride - radius).astype(np.int64) + 1
+    first = np.clip(first, 0, np.maximum(np.array([width, height]) - size, 0))
+    cells = first[:, :, None] + np.arange(size)  # (N, 2, size)
+    inside = cells < np.array([width, height])[:, None]
+    centres = cells.astype(np.float32) * stride + (stride - 1) / 2
+    g = np.exp(scale * (centres - xy[..., None]) ** 2) * inside  # (N, 2, size)
+    patches = g[:, 1, :, None] * g[:, 0, None, :]  # (N, size_y, size_x)
+    rows = np.minimum(cells[:, 1, :, None], height - 1)
+    cols = np.minimum(cells[:, 0, None, :], width - 1)
+    np.maximum.at(out, (keypoint[:, None, None], rows, cols), patches)
+    return out

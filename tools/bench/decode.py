@@ -1,9 +1,11 @@
-"""Time the 2D pose decoder (peaks + grouping + mapping back) per frame.
+"""Time a 2D pose decoder per frame: the PAF codec's (peaks + grouping + mapping back) or the
+centre + offset codec's (centre peaks + offsets + refinement + pose NMS + mapping back).
 
 Maps come from encoding synthetic people (the generator's bodies, cameras and placement) at the
 network's input size, optionally with noise to look more like network output:
 
     python -m selecsls.tools.bench.decode --size 512x320 --people 1 5 10 --frames 50
+    python -m selecsls.tools.bench.decode --head centre2d --people 1 5 10
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import numpy as np
 
 from selecsls.datasets.synthetic_body import J
 from selecsls.datasets.synthetic_people import parse_size, sample_camera, sample_people
-from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.peaks import find_peaks
+from selecsls.heads.pose2d.registry import HEADS_2D, make_codec2d
 
 
 def people_keypoints(rng: np.random.Generator, size: tuple[int, int], count: int) -> np.ndarray:
@@ -58,29 +60,28 @@ def _best_time(function, repeats: int) -> float:
     return best
 
 
-def bench(
-    codec: Pose2DCodec, size, count: int, frames: int, noise: float, seed: int, repeats: int = 5
-) -> dict:
-    """Median over frames of the per-frame time (ms, best of `repeats`) of the whole decode and
-    of peak finding alone, and the mean number of people found."""
+def bench(codec, size, count: int, frames: int, noise: float, seed: int, repeats: int = 5) -> dict:
+    """Median over frames of the per-frame time (ms, best of `repeats`) of the whole decode
+    (`codec`: either 2D head's) and of keypoint peak finding alone, and the mean number of
+    people found."""
     rng = np.random.default_rng(seed)
     maps = []
     for _ in range(frames):
         targets = codec.encode(people_keypoints(rng, size, count), size)
-        heatmaps, pafs = targets["heatmaps"], targets["pafs"]
+        outputs = {key: targets[key] for key in codec.output_keys}
         if noise > 0:
-            heatmaps = heatmaps + rng.normal(0, noise, heatmaps.shape).astype(np.float32)
-            pafs = pafs + rng.normal(0, noise, pafs.shape).astype(np.float32)
-        maps.append((heatmaps, pafs))
+            for key, value in outputs.items():
+                outputs[key] = value + rng.normal(0, noise, value.shape).astype(np.float32)
+        maps.append(outputs)
     transform = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], np.float32)
-    codec.decode(*maps[0], transform)  # warm-up
+    codec.decode_outputs(maps[0], transform)  # warm-up
+    keypoint_channels = codec.num_keypoints
     total, peaks, found = [], [], []
-    for heatmaps, pafs in maps:
-        total.append(_best_time(lambda h=heatmaps, p=pafs: codec.decode(h, p, transform), repeats))
-        peaks.append(
-            _best_time(lambda h=heatmaps: find_peaks(h[:18], codec.peak_threshold), repeats)
-        )
-        found.append(len(codec.decode(heatmaps, pafs, transform)[0]))
+    for outputs in maps:
+        total.append(_best_time(lambda o=outputs: codec.decode_outputs(o, transform), repeats))
+        heatmaps = outputs["heatmaps"][:keypoint_channels]
+        peaks.append(_best_time(lambda h=heatmaps: find_peaks(h, codec.peak_threshold), repeats))
+        found.append(len(codec.decode_outputs(outputs, transform)[0]))
     return {
         "people": count,
         "decode_ms": 1e3 * statistics.median(total),
@@ -97,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std on the maps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=5, help="runs per frame; the best counts")
+    parser.add_argument("--head", default="xnect2d", choices=list(HEADS_2D), help="whose decoder")
     args = parser.parse_args(argv)
-    codec = Pose2DCodec()
+    codec = make_codec2d(args.head)
     width, height = args.size
     print(
-        f"decode per frame at {width}x{height} input, {args.frames} frames (best of "
+        f"{args.head} decode per frame at {width}x{height} input, {args.frames} frames (best of "
         f"{args.repeats} runs each, CPU time), map noise {args.noise}"
     )
     print("people  decode ms (median)  of which peaks ms  people found (mean)")

@@ -149,7 +149,7 @@ def run_stages(estimator, tracker, frame, frame_truth, laps: Laps) -> None:
     people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
     maps = estimator.codec.encode(people, estimator.input_size)
     laps.skip()  # encoding is test scaffolding, not demo work
-    keypoints, scores = estimator.codec.decode(maps["heatmaps"], maps["pafs"], matrix)
+    keypoints, scores = estimator.codec.decode_outputs(maps, matrix)
     laps.lap("decode")
     people = tracker.update(keypoints, scores, frame.time)
     annotate(frame.image, people, _NoPose3D, 0.0, 0)  # draws on a copy

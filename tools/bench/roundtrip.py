@@ -10,6 +10,7 @@ Geometries: letterboxes (EvalResize to each of --sizes) and the references' (Eva
     python -m selecsls.tools.bench.roundtrip
     python -m selecsls.tools.bench.roundtrip --diagnose --sets crowdpose humanart
     python -m selecsls.tools.bench.roundtrip --paf-min-length 1     # an opt-in codec setting
+    python -m selecsls.tools.bench.roundtrip --head centre2d        # the centre + offset codec
 
 Diagnosis, per ground-truth person and in map cells (counted, not guessed):
 - `merged`: labelled joints with no peak of their own (no peak within DIAGNOSE_RADIUS cells, or
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,6 +41,7 @@ from selecsls.heads.pose2d.crowdpose_metrics import crowdpose_ap
 from selecsls.heads.pose2d.grouping import group_people, score_pairs
 from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results
 from selecsls.heads.pose2d.peaks import find_peaks
+from selecsls.heads.pose2d.registry import HEADS_2D, make_codec2d
 from selecsls.tools._cli import parse_size, run_cli
 from selecsls.tools.engine.tasks.pose2d_metrics import pckh_of_results, subset
 
@@ -123,20 +126,22 @@ def samples_of(dataset: CocoKeypoints) -> Iterator[dict]:
 def round_trip(
     sample: SampleSet, codec: Pose2DCodec, augment: EvalResize, diagnose: bool = False
 ) -> RoundTrip:
-    """Encode every image's ground truth, decode, map back, score by the format's metric."""
+    """Encode every image's ground truth, decode, map back, score by the format's metric
+    (`codec`: either 2D head's; `diagnose` counts the PAF codec's losses)."""
     dataset = open_sample(sample, codec, augment)
     results: list[dict] = []
     trip = RoundTrip(metric={}, causes=dict.fromkeys(CAUSES, 0))
     start = time.process_time()
     for item in samples_of(dataset):
-        heatmaps, pafs = item["heatmaps"].numpy(), item["pafs"].numpy()
-        keypoints, scores = codec.decode(heatmaps, pafs, item["transform"].numpy())
+        outputs = {key: item[key].numpy() for key in codec.output_keys}
+        keypoints, scores = codec.decode_outputs(outputs, item["transform"].numpy())
         results += people_to_results(item["image_id"], keypoints, scores)
         truth = item["keypoints"].numpy()
         trip.people_gt += int((truth[..., 2] > 0).any(-1).sum())
         trip.people_decoded += len(keypoints)
         if diagnose:
-            for cause, count in diagnose_image(codec, truth, heatmaps, pafs).items():
+            found = diagnose_image(codec, truth, outputs["heatmaps"], outputs["pafs"])
+            for cause, count in found.items():
                 trip.causes[cause] += count
     trip.seconds = time.process_time() - start
     trip.metric = score(sample, dataset, codec, results)
@@ -321,10 +326,17 @@ def main(argv: list[str] | None = None) -> int:
         "--paf-min-length", type=float, default=Pose2DCodec.paf_min_length,
         help="codec paf_min_length: limb candidates shorter (cells) are scored by the field's norm",
     )  # fmt: skip
+    parser.add_argument(
+        "--head", default="xnect2d", choices=list(HEADS_2D),
+        help="whose codec: xnect2d (heatmaps + PAFs) or centre2d (centres + offsets)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.diagnose and args.head != "xnect2d":
+        raise ValueError("--diagnose counts the PAF grouping's losses: use it with --head xnect2d")
 
-    def make_codec(skeleton: str) -> Pose2DCodec:
-        return Pose2DCodec(skeleton=skeleton, paf_min_length=args.paf_min_length)
+    def make_codec(skeleton: str) -> Any:
+        settings = {"skeleton": skeleton, "paf_min_length": args.paf_min_length}
+        return make_codec2d(args.head, settings)
 
     rows = run(args.sets, args.sizes, args.reference_height, args.diagnose, make_codec)
     print(table(rows, args.diagnose))

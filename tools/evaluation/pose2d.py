@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from selecsls.datasets.coco import CocoKeypoints, DatasetError, collate_pose
 from selecsls.datasets.keypoint_formats import FORMATS, open_keypoint_dataset
+from selecsls.heads.pose2d.registry import HEADS_2D, head_of, skeleton_in
 from selecsls.heads.skeletons import COCO17, Skeleton, get_skeleton
 from selecsls.tools._cli import parse_size
 from selecsls.tools.deploy.quantize import quantize_for_eval
@@ -135,10 +136,9 @@ def build_dataset(
 
 
 def model_skeleton(checkpoint: dict[str, Any]) -> Skeleton:
-    """The 2D skeleton a checkpoint's model predicts (its xnect2d head config; COCO-17 for
-    models from before skeletons were configurable)."""
-    heads = (checkpoint.get("config") or {}).get("heads") or {}
-    return get_skeleton((heads.get("xnect2d") or {}).get("skeleton", "coco17"))
+    """The 2D skeleton a checkpoint's model predicts (its 2D head config; COCO-17 for models
+    from before skeletons were configurable)."""
+    return get_skeleton(skeleton_in(checkpoint.get("config")))
 
 
 def make_task(
@@ -153,6 +153,7 @@ def make_task(
     codec = dict(run_experiment(checkpoint).get("codec", {}))
     codec["skeleton"] = model_skeleton(checkpoint).name
     config = {
+        "model": {"head": head_of(checkpoint.get("config"))},
         "codec": codec,
         "data": {"input_size": f"{size[0]}x{size[1]}", "format": fmt},
         "eval": {"previews": 0, "flip": flip},  # no TensorBoard images from the command line
@@ -163,8 +164,11 @@ def make_task(
 
 def check_model(model: torch.nn.Module, source: str) -> None:
     heads = getattr(model, "config", {}).get("heads", {})
-    if "xnect2d" not in heads:
-        raise ValueError(f"{source}: the model has no xnect2d head (heads: {', '.join(heads)})")
+    if not any(name in heads for name in HEADS_2D):
+        raise ValueError(
+            f"{source}: the model has no 2D pose head ({' or '.join(HEADS_2D)}; heads: "
+            f"{', '.join(heads)})"
+        )
 
 
 def run(args: argparse.Namespace, checkpoint: dict[str, Any]) -> int:

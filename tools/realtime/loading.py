@@ -32,7 +32,7 @@ from selecsls.tools.realtime.runtime import (
     load_pose_file,
 )
 
-POSE_HEADS = ("xnect2d", "xnect3d")  # heads with the 2D pose outputs
+POSE_HEADS = ("xnect2d", "centre2d", "xnect3d")  # heads with the 2D pose outputs
 DEMO_PRECISIONS = (*PRECISIONS, "int8")  # int8: CPU only, post-training quantized (quantize.py)
 
 
@@ -77,7 +77,7 @@ def load_torch_estimator(
     if not any(name in heads for name in POSE_HEADS):
         raise CheckpointError(
             f"{checkpoint}: the model has no 2D pose head (heads: {', '.join(heads) or 'none'}); "
-            "the demo needs a checkpoint with the xnect2d or xnect3d head"
+            f"the demo needs a checkpoint with one of the heads {', '.join(POSE_HEADS)}"
         )
     experiment = read_checkpoint(path).get("experiment") or {}
     settings = experiment.get("codec") if isinstance(experiment, dict) else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from selecsls.datasets.augment import PAD_VALUE, EvalResize
 from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
 from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.registry import head_of, make_codec2d, skeleton_in
 from selecsls.tools.deploy.frozen import FrozenRunner
 from selecsls.tools.engine.amp import cpu_has_bf16
 from selecsls.tools.realtime.pose3d import LOCMAPS, Pose3DStage, codec3d_from
@@ -44,7 +45,6 @@ from selecsls.tools.realtime.pose3d import LOCMAPS, Pose3DStage, codec3d_from
 POSE3D_READOUTS: dict[str, Callable[[dict, np.ndarray, np.ndarray], np.ndarray]] = {}
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-POSE_OUTPUTS = ("heatmaps", "pafs")
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:
@@ -280,18 +280,19 @@ class PoseEstimator:
                 pose3d_source=self.pose3d.source,
                 points2d=people["points2d"],
             )
-        keypoints, scores = self.codec.decode(outputs["heatmaps"], outputs["pafs"], matrix)
+        keypoints, scores = self.codec.decode_outputs(outputs, matrix)
         if self.readout3d is None:
             return Prediction(keypoints, scores)
         poses3d = np.asarray(POSE3D_READOUTS[self.readout3d](outputs, keypoints, matrix))
         return Prediction(keypoints, scores, poses3d, pose3d_source=self.readout3d)
 
     def _inspect(self, outputs: dict[str, np.ndarray]) -> None:
-        missing = [k for k in POSE_OUTPUTS if k not in outputs]
+        missing = [k for k in self.codec.output_keys if k not in outputs]
         if missing:
             raise ValueError(
                 f"the network has no 2D pose outputs ({', '.join(missing)} missing; it gives "
-                f"{', '.join(outputs)}): the demo needs a model with the xnect2d head"
+                f"{', '.join(outputs)}): the demo needs a model with a 2D head (xnect2d, "
+                "centre2d) and the codec of that head"
             )
         if LOCMAPS in outputs:
             if self.pose3d is None:
@@ -307,17 +308,16 @@ class PoseEstimator:
         self.has_3d = self.readout3d is not None
 
 
-def codec_from(settings: Any, model_config: dict | None = None) -> Pose2DCodec:
-    """A codec from a dict of its fields (unknown keys ignored: a training config's codec
-    section may hold more, e.g. the loss weights); defaults where absent. The skeleton is the
-    model's own (its 2D head's config in `model_config`) where the model records one."""
-    names = {f.name for f in fields(Pose2DCodec)}
-    chosen = {k: v for k, v in settings.items() if k in names} if isinstance(settings, dict) else {}
+def codec_from(settings: Any, model_config: dict | None = None) -> Any:
+    """The codec of the model's 2D head (`heads.pose2d.registry.head_of(model_config)`: the PAF
+    codec, or the centre + offset codec) from a dict of its fields (unknown keys ignored: a
+    training config's codec section holds both codecs' keys); defaults where absent. The
+    skeleton is the model's own (its 2D head's config) where the model records one."""
+    chosen = dict(settings) if isinstance(settings, dict) else {}
     heads = (model_config or {}).get("heads") or {}
-    for head in ("xnect2d", "xnect3d"):
-        if isinstance(heads.get(head), dict) and "skeleton" in heads[head]:
-            chosen["skeleton"] = heads[head]["skeleton"]
-    return Pose2DCodec(**chosen)
+    if any(isinstance(config, dict) and "skeleton" in config for config in heads.values()):
+        chosen["skeleton"] = skeleton_in(model_config)
+    return make_codec2d(head_of(model_config), chosen)
 
 
 def load_pose_file(path: str | Path):

@@ -1,4 +1,5 @@
-"""Bottom-up 2D multi-person pose (XNect Stage I 2D branch): SelecSLS + the "xnect2d" head.
+"""Bottom-up 2D multi-person pose: SelecSLS + a 2D head (`model.head`): the XNect Stage I 2D
+branch ("xnect2d": heatmaps + PAFs, grouped) or centres + offsets ("centre2d", DEKR-style).
 
 Data: any COCO-format keypoint json + image folder (COCO itself, the built-in synthetic people).
 Training samples go through TrainAugment and the codec's encode (heatmaps, PAFs, loss mask);
@@ -11,7 +12,6 @@ checkpoint["experiment"]["codec"], where the demo and the export read them.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,7 @@ from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, CocoKeypoints, c
 from selecsls.datasets.keypoint_formats import FORMATS
 from selecsls.datasets.synthetic_people import DEPTH_RANGE, generate, generator_params
 from selecsls.heads import build_model
-from selecsls.heads.pose2d.codec import Pose2DCodec
-from selecsls.heads.pose2d.loss import pose2d_losses
+from selecsls.heads.pose2d.registry import HEADS_2D, get_head2d, make_codec2d
 from selecsls.heads.skeletons import SKELETONS, get_skeleton
 from selecsls.tools._cli import parse_size as parse_cli_size
 
@@ -46,8 +45,16 @@ SCHEMA: Schema = {
             None, "str", optional=True, help="ImageNet file/published name (backbone part used)"
         ),
         "width": Field(1.0, "float", help="x every backbone block's channels (1: the seed's)"),
+        "head": Field(
+            "xnect2d",
+            "choice",
+            tuple(HEADS_2D),
+            help="2D head: xnect2d (heatmaps + PAFs) or centre2d (centres + offsets); the codec "
+            "and loss follow it (heads.pose2d.registry)",
+        ),
     },
-    # Pose2DCodec's fields, one for one (stride 8 / size_divisor 16 are fixed by the head).
+    # The codecs' fields (Pose2DCodec, CentreCodec): each takes those it has (stride 8 /
+    # size_divisor 16 are fixed by the heads).
     "codec": {
         "stride": Field(8, "int"),
         "size_divisor": Field(16, "int"),
@@ -59,6 +66,15 @@ SCHEMA: Schema = {
         "paf_min_ratio": Field(0.8, "float"),
         "min_keypoints": Field(3, "int"),
         "max_peaks": Field(64, "int"),
+        # centre2d only
+        "centre_sigma": Field(7.0, "float", help="centre2d: centre Gaussian sigma, input pixels"),
+        "offset_radius": Field(2.0, "float", help="centre2d: cells around a centre regressing"),
+        "centre_threshold": Field(0.1, "float", help="centre2d: minimum centre peak"),
+        "max_people": Field(30, "int", help="centre2d: most centres decoded per image"),
+        "refine_radius": Field(
+            1.0, "float", help="centre2d: snap keypoints to heatmap peaks within (cells; 0 off)"
+        ),
+        "nms_threshold": Field(0.1, "float", help="centre2d: pose NMS, x person scale (0 off)"),
         "skeleton": Field(
             "coco17",
             "choice",
@@ -106,6 +122,7 @@ SCHEMA: Schema = {
         "paf_fg_weight": Field(
             0.0, "float", help="PAF cells weigh 1 + this x their target's length (0: plain)"
         ),
+        "offset_weight": Field(1.0, "float", help="centre2d: x the offsets' smooth L1"),
     },
     "eval": {
         "previews": Field(4, "int", help="val images drawn into TensorBoard per evaluation"),
@@ -210,7 +227,8 @@ class Pose2DTask(Task):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
-        self.codec = make_codec(config["codec"])
+        self.head = config.get("model", {}).get("head", "xnect2d")
+        self.codec = make_codec(config["codec"], self.head)
         if config.get("data", {}).get("format") == "mpii":
             self.best_metric = "PCKh"  # MPII's own metric picks best.pt
         self.input_size = parse_size(config["data"]["input_size"], "data.input_size")
@@ -225,11 +243,11 @@ class Pose2DTask(Task):
         check_model_section(model)
         if self.codec.stride != 8 or self.codec.size_divisor != 16:
             raise ValueError(
-                "codec.stride must be 8 and codec.size_divisor 16: the xnect2d head predicts "
+                f"codec.stride must be 8 and codec.size_divisor 16: the {self.head} head predicts "
                 f"stride-8 maps from the stride-16 backbone (got {self.codec.stride}, "
                 f"{self.codec.size_divisor})"
             )
-        for key in ("paf_weight", "heatmap_fg_weight", "paf_fg_weight"):
+        for key in ("paf_weight", "heatmap_fg_weight", "paf_fg_weight", "offset_weight"):
             if self.config["loss"][key] < 0:
                 raise ValueError(f"loss.{key} must be >= 0, got {self.config['loss'][key]}")
         weights = model["weights"]
@@ -296,7 +314,7 @@ class Pose2DTask(Task):
             )
 
     def build_model(self) -> nn.Module:
-        model = build_model(pose_model_config(self.config["model"], "xnect2d", self.codec.skeleton))
+        model = build_model(pose_model_config(self.config["model"], self.head, self.codec.skeleton))
         if self.config["model"]["weights"]:
             load_pose_backbone(model, self.config["model"]["weights"])
         return model
@@ -332,7 +350,7 @@ class Pose2DTask(Task):
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         out = {**batch, "images": images}
-        for key in ("heatmaps", "pafs", "mask", "heatmap_mask", "paf_mask"):
+        for key in (*self.codec.target_keys, "heatmap_mask", "paf_mask"):
             if key in batch:
                 out[key] = batch[key].to(device, non_blocking=True)
         return out
@@ -342,8 +360,8 @@ class Pose2DTask(Task):
 
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         outputs = model(batch["images"])
-        loss = self.config["loss"]
-        return pose2d_losses(outputs, batch, **loss2d_options(loss))
+        head = get_head2d(self.head)
+        return head.loss(outputs, batch, **head.loss_options(self.config["loss"]))
 
     def evaluate(
         self,
@@ -367,10 +385,10 @@ def loss2d_options(loss: dict[str, Any]) -> dict[str, float]:
     return {k: loss[k] for k in ("paf_weight", "heatmap_fg_weight", "paf_fg_weight")}
 
 
-def make_codec(section: dict[str, Any]) -> Pose2DCodec:
-    """The codec from the config's codec section (every key is a Pose2DCodec field)."""
-    names = {f.name for f in fields(Pose2DCodec)}
+def make_codec(section: dict[str, Any], head: str = "xnect2d") -> Any:
+    """The codec of 2D head `head` from the config's codec section (each codec takes the keys
+    it has: `heads.pose2d.registry.make_codec2d`)."""
     try:
-        return Pose2DCodec(**{k: v for k, v in section.items() if k in names})
+        return make_codec2d(head, section)
     except ValueError as err:
         raise ValueError(f"codec: {err}") from None

@@ -12,6 +12,7 @@ from torch import nn
 from selecsls.backbones.checkpoint import CheckpointError
 from selecsls.heads.flip_test import predict
 from selecsls.heads.pose2d.metrics import people_to_results
+from selecsls.heads.pose2d.registry import HEADS_2D
 from selecsls.heads.weights import check_fit, read_model_file
 
 from ..distributed import DistInfo, gather_objects
@@ -52,7 +53,7 @@ def evaluate_pose2d(
                 info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
                 outputs = predict(model, batch["images"], flip)
-            maps = {k: outputs[k].cpu() for k in ("heatmaps", "pafs")}
+            maps = {k: outputs[k].cpu() for k in codec.output_keys}
             transforms = list(batch["transform"].numpy())
             people = codec.decode_batch(maps, transforms)
             for image_id, (keypoints, scores) in zip(batch["image_id"], people):
@@ -80,11 +81,11 @@ def evaluate_pose2d(
 
 
 def load_pose_backbone(model: nn.Module, source: str) -> None:
-    """Initialise from a file or published name: a pose checkpoint of ours (with xnect2d head
+    """Initialise from a file or published name: a pose checkpoint of ours (with 2D head
     weights) loads whole; an ImageNet file loads into the backbone only (its classifier and any
     other head are dropped), strictly: a backbone mismatch is a CheckpointError."""
     state, _ = read_model_file(source)
-    if any(k.startswith("heads.xnect2d.") for k in state):
+    if any(k.startswith(tuple(f"heads.{name}." for name in HEADS_2D)) for k in state):
         check_fit(model, state, f"model.weights={source}")
         model.load_state_dict(state, strict=False)
         return

@@ -1,5 +1,6 @@
 """TensorBoard pictures for 2D pose training: skeletons (drawn with the demo's `draw_person`),
-predicted heatmaps and PAF magnitudes over the input image."""
+predicted heatmaps and PAF magnitudes (or, for the centre + offset head, centres) over the input
+image."""
 
 from __future__ import annotations
 
@@ -47,17 +48,21 @@ def draw_predictions(
     skeleton: Skeleton = COCO17,
 ) -> list[np.ndarray]:
     """One (H, 3W, 3) uint8 panel per image: decoded skeletons | heatmaps (max over keypoints) |
-    PAF magnitude (max over limbs).
+    PAF magnitude (max over limbs), or the centre heatmap for a model without PAFs.
 
     images: (N, 3, H, W) uint8 network inputs; maps: {"heatmaps": (N', M + 1, h, w), "pafs":
-    (N', 2L, h, w)} with N' >= N; people: per image (keypoints (P, K, 3) in input pixels, scores).
+    (N', 2L, h, w) or "offsets"} with N' >= N; people: per image (keypoints (P, K, 3) in input
+    pixels, scores).
     """
     panels = []
     for n, (keypoints, _) in enumerate(people[: len(images)]):
         image = to_rgb_uint8(images[n])
         heat = maps["heatmaps"][n, : skeleton.num_model_keypoints].amax(0).numpy()
-        pafs = maps["pafs"][n].numpy().reshape(-1, 2, *heat.shape)
-        strength = np.sqrt((pafs**2).sum(1)).max(0)
+        if "pafs" in maps:
+            pafs = maps["pafs"][n].numpy().reshape(-1, 2, *heat.shape)
+            strength = np.sqrt((pafs**2).sum(1)).max(0)
+        else:  # the centre + offset head: its person centres (the last heatmap channel)
+            strength = maps["heatmaps"][n, -1].numpy()
         skeletons = draw_skeletons(image.copy(), keypoints, skeleton)
         maps_drawn = [overlay(image, heat), overlay(image, strength)]
         panels.append(np.concatenate([skeletons, *maps_drawn], 1))

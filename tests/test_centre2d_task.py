@@ -1,0 +1,140 @@
+"""The centre + offset head through the tools: `model.head=centre2d` trains (the checkpoint
+records the head), the eval CLI reproduces the run's evaluation, the COCO recipe variant runs a
+step, and the demo, ONNX export and int8 take the model with no special case."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import pose_data_section, randomize_bn
+from test_demo import FRAMES, clip, read_video  # noqa: F401 (clip is a fixture)
+from test_pose2d_train import COCO_SAMPLE, REPO, SAMPLE_JSON, read_summary
+from test_quantize import SIZE, images, relative_errors
+
+from selecsls.heads import build_model, save_model
+from selecsls.tools import demo
+from selecsls.tools._cli import run_cli
+from selecsls.tools.deploy.quantize import letterboxed, quantize_int8
+from selecsls.tools.eval import main as eval_main
+from selecsls.tools.train import main as train_main
+
+FAST = ["run.progress=false", "data.workers=0", "run.threads=2"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_pose_set) -> Path:
+    """A 2-epoch centre2d run on the tiny synthetic set; returns its folder."""
+    root = tmp_path_factory.mktemp("centre2d_run")
+    for split in ("train", "val"):
+        shutil.copytree(tiny_pose_set / split, root / split)
+    config = {
+        "task": "pose2d",
+        "model": {"backbone": "selecsls42b", "width": 0.5, "head": "centre2d"},
+        "data": pose_data_section(root),
+        "optim": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 0.0},
+        "schedule": {"epochs": 2, "warmup_epochs": 0.0},
+        "eval": {"every": 2, "previews": 2, "flip": True},
+        "run": {"out_dir": str(root / "run"), "amp": "bf16", "log_every": 1},
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    assert run_cli(train_main, [str(root / "config.yaml"), *FAST]) == 0
+    return root
+
+
+def test_training_records_the_head_and_logs_both_losses(run):
+    checkpoint = torch.load(run / "run" / "best.pt", weights_only=True)
+    assert checkpoint["config"]["heads"] == {"centre2d": {}}
+    assert checkpoint["experiment"]["model"]["head"] == "centre2d"
+    rows = read_summary(run / "run")
+    assert len(rows) == 2
+    assert float(rows[0]["train_offset_loss"]) > 0 and float(rows[0]["train_heatmap_loss"]) > 0
+    assert 0 <= checkpoint["metrics"]["AP"] <= 1
+
+
+def test_eval_cli_reproduces_the_runs_evaluation(run, tmp_path, capsys):
+    results = tmp_path / "detections.json"
+    argv = [str(run / "run" / "last.pt"), "--ann", str(run / "val" / "annotations.json")]
+    argv += ["--images", str(run / "val" / "images"), "--amp", "bf16", "--channels-last"]
+    argv += ["--batch-size", "8", "--flip", "--results", str(results)]
+    assert run_cli(eval_main, [*argv, "--workers", "0", "--threads", "2"]) == 0
+    assert "(flip test)" in capsys.readouterr().out
+    # the same weights, kernels and decoder as the run's last evaluation: the same detections
+    assert json.loads(results.read_text()) == json.loads(
+        (run / "run" / "val_results.json").read_text()
+    )
+
+
+def test_coco_recipe_variant_runs_one_step_on_the_sample(tmp_path):
+    recipe = REPO / "configs" / "coco" / "centre2d_selecsls60.yaml"
+    overrides = [
+        f"data.root={COCO_SAMPLE}",
+        f"data.train_json={SAMPLE_JSON}",
+        "data.train_images=.",
+        f"data.val_json={SAMPLE_JSON}",
+        "data.val_images=.",
+        "model.weights=null",
+        "data.batch_size=2",
+        "data.eval_batch_size=4",
+        "schedule.epochs=1",
+        "schedule.warmup_epochs=0",
+        "run.max_steps_per_epoch=1",
+        f"run.out_dir={tmp_path / 'run'}",
+        *FAST,
+    ]
+    assert run_cli(train_main, [str(recipe), *overrides]) == 0
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert checkpoint["config"]["heads"] == {"centre2d": {}}
+
+
+def test_demo_runs_a_centre2d_checkpoint(clip, tmp_path, capsys):  # noqa: F811
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "centre.pt"
+    save_model(build_model({"backbone": "selecsls42", "heads": {"centre2d": {}}}), checkpoint)
+    video, people = tmp_path / "o.mp4", tmp_path / "o.json"
+    argv = ["--checkpoint", str(checkpoint), "--input", str(clip[0]), "--input-size", "160x96"]
+    argv += ["--output", str(video), "--json", str(people), "--headless", "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        assert demo.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert f"{FRAMES} frames (0 unreadable skipped)" in capsys.readouterr().out
+    assert len(read_video(video)) == FRAMES
+    for record in json.loads(people.read_text())["frames"]:
+        for person in record["people"]:
+            assert np.array(person["keypoints"]).shape == (17, 3)
+
+
+def test_onnx_export_and_int8_take_the_head(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from selecsls.tools import export
+
+    torch.manual_seed(0)
+    model = randomize_bn(build_model({"backbone": "selecsls42b", "heads": {"centre2d": {}}}))
+    model.eval()
+    checkpoint = save_model(model, tmp_path / "centre.pt")
+    errors = export.export_checkpoint(str(checkpoint), str(tmp_path / "c.onnx"), (96, 64))
+    assert set(errors) == {"heatmaps", "offsets"} and max(errors.values()) <= 1e-4
+    session = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"])
+    odd = torch.randn(1, 3, 72, 104, generator=torch.Generator().manual_seed(1))  # 72 = 16 x 4.5
+    got = dict(
+        zip(("heatmaps", "offsets"), session.run(["heatmaps", "offsets"], {"images": odd.numpy()}))
+    )
+    with torch.no_grad():
+        expected = model(odd)
+    for key, array in got.items():
+        reference = expected[key].numpy()
+        assert array.shape == reference.shape
+        assert np.abs(array - reference).max() <= 1e-4 * np.abs(reference).max()
+    calibration = [letterboxed(image, SIZE) for image in images(4)]
+    quantized = quantize_int8(model, calibration)
+    errors = relative_errors(model, quantized, letterboxed(images(1, seed=8)[0], SIZE))
+    assert set(errors) == {"heatmaps", "offsets"} and max(errors.values()) < 0.2, errors
