@@ -16,7 +16,7 @@ from .classification import ClassificationHead
 from .pose2d.centre.head import Centre2DHead
 from .pose2d.xnect import XNect2DHead
 from .pose3d.lifting import LiftingHead
-from .pose3d.xnect import XNect3DHead
+from .pose3d.xnect import Centre3DHead, XNect3DHead
 from .prune import apply_pruned_config
 
 # Head name -> constructor taking (feature_specs, **kwargs); its signature is the config schema.
@@ -25,6 +25,7 @@ HEADS: dict[str, Callable[..., nn.Module]] = {
     "xnect2d": XNect2DHead,
     "centre2d": Centre2DHead,  # DEKR-style centres + offsets, no grouping
     "xnect3d": XNect3DHead,
+    "centre3d": Centre3DHead,  # Stage I with the centre + offset 2D head
     "lifting": LiftingHead,  # Stage II: per person after decoding, stored with Stage I
 }
 

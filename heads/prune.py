@@ -75,6 +75,14 @@ def prune_centre2d_head(head: nn.Module, features: dict[str, ChannelState], rule
     _absorb_first_layers(head, [head.trunk[0]], features)
 
 
+def prune_centre3d_head(head: nn.Module, features: dict[str, ChannelState], rule: KeepRule) -> None:
+    """Stage I with the centre + offset 2D head: its lateral 1x1 plus both branches' first 1x1
+    layers read the backbone's maps."""
+    if head.fuse_feature is not None:
+        prune_conv_bn(head.lateral, features[head.fuse_feature], KeepRule(None))
+    _absorb_first_layers(head, [head.trunk[0], head.trunk3d[0]], features)
+
+
 def prune_xnect3d_head(head: nn.Module, features: dict[str, ChannelState], rule: KeepRule) -> None:
     """XNect Stage I (2D + 3D branches): both branches' first 1x1 layers read the backbone map."""
     _absorb_first_layers(head, [head.trunk[0], head.trunk3d[0]], features)
@@ -96,6 +104,7 @@ HEAD_PRUNERS: dict[str, Callable[[nn.Module, dict[str, ChannelState], KeepRule],
     "xnect2d": prune_xnect2d_head,
     "centre2d": prune_centre2d_head,
     "xnect3d": prune_xnect3d_head,
+    "centre3d": prune_centre3d_head,
     "lifting": keep_feature_free_head,
 }
 

@@ -62,17 +62,19 @@ def test_skeleton_sets_the_channels_and_expose_feature():
     assert model.heads["centre2d"].skeleton == "crowdpose14"
 
 
-def test_bn_fusion_and_exact_pruning_keep_the_outputs(tmp_path):
+@pytest.mark.parametrize("head", ["centre2d", "centre3d"])
+def test_bn_fusion_and_exact_pruning_keep_the_outputs(head, tmp_path):
     torch.manual_seed(0)
     for width in (1.0, 0.5):
-        source = zero_gammas(randomize_bn(centre_model("selecsls60", width)), 0.3, seed=6).eval()
+        config = {"backbone": "selecsls60", "backbone_width": width, "heads": {head: {}}}
+        source = zero_gammas(randomize_bn(build_model(config)), 0.3, seed=6).eval()
         images = torch.randn(1, 3, 99, 161, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             expected = source(images)
             fused = fuse_bn(source)(images)
             pruned = prune_model(source)
             got = pruned(images)
-        assert not isinstance(pruned.heads["centre2d"], FilledHead)  # it shrinks, not refills
+        assert not isinstance(pruned.heads[head], FilledHead)  # it shrinks, not refills
         for key in expected:
             scale = expected[key].abs().max()
             assert (fused[key] - expected[key]).abs().max() <= 1e-4 * scale

@@ -138,3 +138,44 @@ def test_onnx_export_and_int8_take_the_head(tmp_path):
     quantized = quantize_int8(model, calibration)
     errors = relative_errors(model, quantized, letterboxed(images(1, seed=8)[0], SIZE))
     assert set(errors) == {"heatmaps", "offsets"} and max(errors.values()) < 0.2, errors
+
+
+def test_stage1_pairs_the_3d_branch_with_the_centre_head(tiny_pose_set, tmp_path):
+    """model.head=centre2d in the pose3d task: a "centre3d" Stage I model trains, evaluates its
+    3D metrics from the centre codec's people, and reloads for the 3D evaluation entry."""
+    from test_pose3d_train import METRICS3D, data_section
+
+    from selecsls.heads.pose3d.people import predict_people3d
+    from selecsls.tools.engine.tasks.pose3d_eval import evaluate_pose3d_checkpoint, make_codecs
+
+    config = {
+        "task": "pose3d",
+        "model": {"backbone": "selecsls42b", "width": 0.5, "head": "centre2d"},
+        "data": {**data_section(tiny_pose_set), "batch_size": 4},
+        "optim": {"name": "adamw", "lr": 2.0e-3, "weight_decay": 0.0},
+        "schedule": {"epochs": 1, "warmup_epochs": 0.0},
+        "eval": {"every": 1},
+        "run": {"out_dir": str(tmp_path / "stage1"), "amp": "bf16", "log_every": 1},
+    }
+    (tmp_path / "pose3d.yaml").write_text(yaml.safe_dump(config))
+    assert run_cli(train_main, [str(tmp_path / "pose3d.yaml"), *FAST]) == 0
+    checkpoint = torch.load(tmp_path / "stage1" / "last.pt", weights_only=True)
+    assert set(checkpoint["config"]["heads"]) == {"centre3d"}
+    assert all(key in checkpoint["metrics"] for key in METRICS3D)
+    rows = read_summary(tmp_path / "stage1")
+    assert float(rows[0]["train_offset_loss"]) > 0 and float(rows[0]["train_locmap_loss"]) > 0
+    val = tiny_pose_set / "val"
+    metrics = evaluate_pose3d_checkpoint(
+        str(tmp_path / "stage1" / "last.pt"), str(val / "annotations.json"), str(val / "images")
+    )
+    assert metrics["images"] == 4 and "pck" in metrics
+    # the 2D people of the read-out are the centre codec's
+    codec2d, codec3d = make_codecs({}, "centre2d")
+    person = np.zeros((1, 17, 3), np.float32)
+    person[0, :, :2] = np.random.default_rng(2).uniform(20, 100, (17, 2))
+    person[0, :, 2] = 2
+    outputs = dict(codec2d.encode(person, (128, 128)))
+    outputs["locmaps"] = np.zeros((63, 16, 16), np.float32)
+    people = predict_people3d(outputs, codec2d, codec3d, image_size=(128, 128))
+    assert people["pose3d"].shape == (1, 21, 3)
+    np.testing.assert_allclose(people["keypoints"][0, :, :2], person[0, :, :2], atol=0.05)

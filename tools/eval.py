@@ -47,6 +47,8 @@ EVALUATORS: dict[str, Evaluator] = {
 # For files without a training config: the task from the model's heads (first match wins).
 HEAD_TASKS: dict[str, str] = {
     "xnect3d": "pose3d",
+    "centre3d": "pose3d",
+    "centre2d": "pose2d",
     "xnect2d": "pose2d",
     "classification": "classification",
 }

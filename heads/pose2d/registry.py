@@ -53,17 +53,23 @@ def make_codec2d(head: str, settings: dict[str, Any] | None = None) -> Pose2DCod
     return codec(**{k: v for k, v in (settings or {}).items() if k in names})
 
 
+# Stage I heads (2D + 3D branches) -> the 2D head inside them, and back
+STAGE1_HEADS = {"xnect2d": "xnect3d", "centre2d": "centre3d"}
+
+
 def head_of(model_config: dict[str, Any] | None) -> str:
-    """The 2D head a model config carries: "centre2d" when it has one, else "xnect2d" (the
-    XNect 2D branch, alone or inside the Stage I "xnect3d" head, and older checkpoints)."""
+    """The 2D head a model config carries: "centre2d" when it has one (alone or inside the
+    Stage I "centre3d" head), else "xnect2d" (the XNect 2D branch, alone or inside "xnect3d",
+    and older checkpoints)."""
     heads = (model_config or {}).get("heads") or {}
-    return next((name for name in heads if name in HEADS_2D and name != "xnect2d"), "xnect2d")
+    return "centre2d" if {"centre2d", "centre3d"} & set(heads) else "xnect2d"
 
 
 def skeleton_in(model_config: dict[str, Any] | None) -> str:
     """The skeleton recorded by a model config's 2D head (COCO-17 where none is recorded)."""
     heads = (model_config or {}).get("heads") or {}
-    for name in (head_of(model_config), "xnect3d"):
+    head = head_of(model_config)
+    for name in (head, STAGE1_HEADS[head]):
         if isinstance(heads.get(name), dict) and "skeleton" in heads[name]:
             return heads[name]["skeleton"]
     return "coco17"

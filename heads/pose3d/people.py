@@ -41,7 +41,7 @@ def predict_people3d(
     root-relative mm, "pose3d_camera": (P, 21, 3) camera mm}. 2D outputs are in original pixels
     when `transform` (2x3, original -> input) is given; f, c are the original image's intrinsics
     (default from image_size (W, H) of the original image)."""
-    keypoints, scores = codec2d.decode(outputs["heatmaps"], outputs["pafs"])  # input pixels
+    keypoints, scores = codec2d.decode_outputs(outputs)  # input pixels, either 2D head's codec
     points2d = coco17_to_joints21_2d(keypoints)
     locmaps = to_numpy(outputs["locmaps"])
     if lifting is not None:

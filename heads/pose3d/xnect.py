@@ -22,6 +22,7 @@ from torch import nn
 
 from selecsls.backbones import FeatureSpec, conv_bn_relu
 
+from ..pose2d.centre.head import Centre2DHead
 from ..pose2d.xnect import (
     XNect2DHead,
     grouped_conv_bn_relu,
@@ -47,22 +48,9 @@ class XNect3DHead(XNect2DHead):
         groups: int = 4,
     ) -> None:
         super().__init__(feature_specs, in_feature, expose_feature, groups)
-        in_channels = feature_specs[in_feature].channels
-        self.trunk3d = nn.Sequential(
-            conv_bn_relu(in_channels, 256, 1),
-            upsample_bn_relu(256, 192, groups),
-            conv_bn_relu(192, 160, 3),
+        self.trunk3d, self.predictor3d = branch3d(
+            feature_specs[in_feature].channels, self.feature_channels, groups
         )
-        self.predictor3d = nn.Sequential(
-            conv_bn_relu(160 + self.feature_channels, 160, 1),
-            grouped_conv_bn_relu(160, 128, 3, groups),
-            nn.Conv2d(128, NUM_LOCMAPS, 3, 1, 1, bias=True),
-        )
-        self._init_3d_weights()
-
-    def _init_3d_weights(self) -> None:
-        # near-zero start: the root-relative pose of an "average" joint is close to 0
-        init_branch(nn.ModuleList([self.trunk3d, self.predictor3d]), self.predictor3d[-1])
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feature = self.forward_feature(features)
@@ -77,6 +65,57 @@ class XNect3DHead(XNect2DHead):
         if self.expose_feature:
             out["feature2d"] = feature
         return out
+
+
+class Centre3DHead(Centre2DHead):
+    """Stage I with the centre + offset 2D head: the same 3D branch, reading the centre head's
+    stride-8 feature. Returns the centre head's {"heatmaps", "offsets"} plus "locmaps" (N, 63,
+    H/8, W/8); the 2D people (and so the joints the maps are read at) come from its codec."""
+
+    def __init__(
+        self,
+        feature_specs: dict[str, FeatureSpec],
+        in_feature: str = "stride16",
+        fuse_feature: str | None = "stride8",
+        expose_feature: bool = False,
+        groups: int = 4,
+    ) -> None:
+        super().__init__(feature_specs, in_feature, fuse_feature, expose_feature, groups)
+        self.trunk3d, self.predictor3d = branch3d(
+            feature_specs[in_feature].channels, self.feature_channels, groups
+        )
+
+    def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feature = self.forward_feature(features)
+        feature3d = self.trunk3d(features[self.in_feature])
+        out = {
+            "heatmaps": self.heatmap_branch(feature),
+            "offsets": self.offset_branch(feature),
+            "locmaps": self.predictor3d(torch.cat([feature3d, feature], dim=1)),
+        }
+        if self.expose_feature:
+            out["feature2d"] = feature
+        return out
+
+
+def branch3d(
+    in_channels: int, feature_channels: int, groups: int
+) -> tuple[nn.Sequential, nn.Sequential]:
+    """The 3D branch (module docstring): (trunk3d on the stride-16 map, predictor3d on its
+    output concatenated with the 2D head's stride-8 feature), initialised near zero."""
+    trunk3d = nn.Sequential(
+        conv_bn_relu(in_channels, 256, 1),
+        upsample_bn_relu(256, 192, groups),
+        conv_bn_relu(192, 160, 3),
+    )
+    predictor3d = nn.Sequential(
+        conv_bn_relu(160 + feature_channels, 160, 1),
+        grouped_conv_bn_relu(160, 128, 3, groups),
+        nn.Conv2d(128, NUM_LOCMAPS, 3, 1, 1, bias=True),
+    )
+    # near-zero start: the root-relative pose of an "average" joint is close to 0
+    init_branch(nn.ModuleList([trunk3d, predictor3d]), predictor3d[-1])
+    return trunk3d, predictor3d
 
 
 def stage1_state_from_2d(

@@ -11,6 +11,8 @@ and per keypoint type the median distance (original pixels) over the labelled ke
 
     python -m selecsls.tools.bench.heads2d runs/quickstart_pose2d/last.pt \
         runs/quickstart_pose2d_centre/last.pt
+    python -m selecsls.tools.bench.heads2d runs/quickstart_pose2d_centre/last.pt \
+        --set refine_radius=2                     # decode with other codec settings
 """
 
 from __future__ import annotations
@@ -73,12 +75,20 @@ def with_truth(outputs: dict, targets: dict, swap: str) -> dict:
     return swapped
 
 
-def analyse(path: str, ann: str | None, images: str | None, flip: bool | None) -> dict:
-    """One checkpoint -> {"head", "AP" per variant, "errors": {keypoint: median px}}."""
+def analyse(
+    path: str,
+    ann: str | None,
+    images: str | None,
+    flip: bool | None,
+    overrides: dict[str, float] | None = None,
+) -> dict:
+    """One checkpoint -> {"head", "AP" per variant, "errors": {keypoint: median px}}; the codec
+    is the run's, with `overrides` (decoding settings) applied."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     experiment = run_experiment(checkpoint)
     head = head_of(checkpoint.get("config"))
     settings = {**experiment.get("codec", {}), "skeleton": skeleton_in(checkpoint.get("config"))}
+    settings.update(overrides or {})
     codec = make_codec2d(head, settings)
     flip = bool(experiment.get("eval", {}).get("flip", False)) if flip is None else flip
     model = load_model(path).eval()
@@ -167,16 +177,33 @@ def main(argv: list[str] | None = None) -> int:
         "--flip", choices=("run", "on", "off"), default="run", help="flip test (default: the run's)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE",
+        help="codec settings to decode with instead of the run's (e.g. refine_radius=2)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    overrides = parse_overrides(args.set)
     if args.threads:
         torch.set_num_threads(args.threads)
     for path in args.checkpoints:
         if not Path(path).is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist")
     flip = None if args.flip == "run" else args.flip == "on"
-    rows = [analyse(path, args.ann, args.images, flip) for path in args.checkpoints]
+    rows = [analyse(path, args.ann, args.images, flip, overrides) for path in args.checkpoints]
     print(report(rows))
     return 0
+
+
+def parse_overrides(items: list[str]) -> dict[str, float]:
+    """["refine_radius=2", ...] -> {"refine_radius": 2.0}; ValueError naming a bad item."""
+    overrides = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key] = float(value)
+        except ValueError:
+            raise ValueError(f"--set {item}: expected KEY=NUMBER") from None
+    return overrides
 
 
 def cli() -> int:

@@ -32,7 +32,7 @@ from selecsls.tools.realtime.runtime import (
     load_pose_file,
 )
 
-POSE_HEADS = ("xnect2d", "centre2d", "xnect3d")  # heads with the 2D pose outputs
+POSE_HEADS = ("xnect2d", "centre2d", "xnect3d", "centre3d")  # heads with 2D pose outputs
 DEMO_PRECISIONS = (*PRECISIONS, "int8")  # int8: CPU only, post-training quantized (quantize.py)
 
 
@@ -83,7 +83,7 @@ def load_torch_estimator(
     settings = experiment.get("codec") if isinstance(experiment, dict) else None
     codec = codec_from(settings, model.config)
     pose3d = None
-    if "xnect3d" in heads:
+    if "xnect3d" in heads or "centre3d" in heads:
         net = load_lifting(lifting) if lifting else cpu_lifting(model)
         pose3d = Pose3DStage(codec3d_from(settings, codec), net)
     elif lifting:

@@ -27,14 +27,14 @@ from torch import nn
 
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads import build_model
-from selecsls.heads.pose2d.loss import pose2d_losses
+from selecsls.heads.pose2d.registry import STAGE1_HEADS, get_head2d
 from selecsls.heads.pose3d.codec import locmap_loss
 
 from ..config import Field, Schema, merge_schemas
 from ..distributed import DistInfo
 from .base import EvalContext
 from .pose2d import SCHEMA as POSE2D_SCHEMA
-from .pose2d import Pose2DTask, loss2d_options, pose_model_config
+from .pose2d import Pose2DTask, pose_model_config
 from .pose2d_preview import add_previews, preview_count
 from .pose3d_data import (
     TARGET_KEYS,
@@ -97,7 +97,7 @@ class Pose3DTask(Pose2DTask):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
-        self.codec, self.codec3d = make_codecs(config["codec"])
+        self.codec, self.codec3d = make_codecs(config["codec"], self.head)
         self.best_metric = config["eval"].get("best", "pck")
         self.coco: Any = None
 
@@ -128,7 +128,7 @@ class Pose3DTask(Pose2DTask):
             raise ValueError("codec.sigma3d and codec.unit3d must be positive")
 
     def build_model(self) -> nn.Module:
-        model = build_model(pose_model_config(self.config["model"], "xnect3d"))
+        model = build_model(pose_model_config(self.config["model"], STAGE1_HEADS[self.head]))
         if self.config["model"]["weights"]:
             load_stage1_weights(model, self.config["model"]["weights"])
         return model
@@ -162,7 +162,8 @@ class Pose3DTask(Pose2DTask):
     def losses(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         outputs = model(batch["images"])
         loss = self.config["loss"]
-        losses = pose2d_losses(outputs, batch, **loss2d_options(loss))
+        head = get_head2d(self.head)
+        losses = head.loss(outputs, batch, **head.loss_options(loss))
         locmap = locmap_loss(outputs["locmaps"].float(), batch["locmaps"], batch["locmap_weights"])
         losses["locmap_loss"] = locmap
         losses["loss"] = losses["loss"] + loss["locmap_weight"] * locmap

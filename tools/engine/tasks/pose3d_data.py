@@ -37,7 +37,10 @@ from .pose2d import train_augment
 
 # COCO types a person whose keypoints were made from 3D joints cannot have (the face)
 NO_JOINT_SOURCE = np.array(COCO17_FROM_JOINTS21) < 0
-TARGET_KEYS = ("heatmaps", "pafs", "mask", "locmaps", "locmap_weights", "heatmap_mask", "paf_mask")
+TARGET_KEYS = (
+    *("heatmaps", "pafs", "offsets", "offset_weight", "mask"),  # either 2D head's targets
+    *("locmaps", "locmap_weights", "heatmap_mask", "paf_mask"),
+)
 
 
 def readout_points(keypoints: np.ndarray, points2d: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,9 @@ from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD, DatasetError, lo
 from selecsls.datasets.mix3d import collate_pose3d
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads.flip_test import predict
-from selecsls.heads.pose2d.codec import Pose2DCodec, invert_points
+from selecsls.heads.pose2d.codec import invert_points
 from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results
+from selecsls.heads.pose2d.registry import STAGE1_HEADS, head_of, make_codec2d
 from selecsls.heads.pose3d.codec import Pose3DCodec
 from selecsls.heads.pose3d.lifting import LiftingNet, find_lifting, inputs_from_stage1, lift_people
 from selecsls.heads.pose3d.metrics import Pose3DEvaluator
@@ -60,7 +60,7 @@ def evaluate_people3d(
     model: nn.Module,
     loader: Any,
     prepare: Callable[[dict], dict],
-    codecs: tuple[Pose2DCodec, Pose3DCodec],
+    codecs: tuple[Any, Pose3DCodec],
     info: DistInfo,
     amp_dtype: torch.dtype | None,
     lifting: LiftingNet | None = None,
@@ -93,10 +93,10 @@ def evaluate_people3d(
                 info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
             ):
                 outputs = predict(model, batch["images"], flip)
-            maps = {k: outputs[k].cpu() for k in ("heatmaps", "pafs", "locmaps")}
+            maps = {k: outputs[k].cpu() for k in (*codec2d.output_keys, "locmaps")}
             for n, image_id in enumerate(batch["image_id"]):
-                keypoints, scores = codec2d.decode(maps["heatmaps"][n], maps["pafs"][n])
                 image_maps = {k: v[n] for k, v in maps.items()}
+                keypoints, scores = codec2d.decode_outputs(image_maps)
                 poses = add_image(evaluators, image_maps, keypoints, batch, n, codec3d, lifting)
                 if previews is not None:
                     previews.add(batch["image"][n], keypoints, poses)
@@ -198,14 +198,14 @@ def evaluate_pose3d_checkpoint(
     flip: flip test (each image's maps averaged with its mirror image's)."""
     obj = read_checkpoint(checkpoint)
     model = load_model(checkpoint)
-    if "xnect3d" not in model.heads:
+    if not set(STAGE1_HEADS.values()) & set(model.heads):
         raise ValueError(f"{checkpoint}: not a 3D pose model (heads: {', '.join(model.heads)})")
     if ema:
         if "ema_state_dict" not in obj:
             raise ValueError(f"{checkpoint}: EMA weights asked for, but it holds none")
         model.load_state_dict(obj["ema_state_dict"])
     experiment = obj.get("experiment") or {}
-    codec2d, codec3d = make_codecs(experiment.get("codec") or {})
+    codec2d, codec3d = make_codecs(experiment.get("codec") or {}, head_of(model.config))
     size = input_size or tuple(obj.get("input_size") or (512, 320))
     dataset = Multi3DDataset(val_json, val_images, size, normalize=False, check_files=False)
     if max_images is not None:
@@ -250,11 +250,11 @@ def evaluate_pose3d_checkpoint(
     return {**metrics, "images": float(len(dataset))}
 
 
-def make_codecs(section: dict[str, Any]) -> tuple[Pose2DCodec, Pose3DCodec]:
-    """(2D codec, 3D codec) from a config's codec section (pose3d keys; absent ones default)."""
-    names = {f.name for f in fields(Pose2DCodec)}
+def make_codecs(section: dict[str, Any], head: str = "xnect2d") -> tuple[Any, Pose3DCodec]:
+    """(2D codec of 2D head `head`, 3D codec) from a config's codec section (pose3d keys;
+    absent ones default)."""
     try:
-        codec2d = Pose2DCodec(**{k: v for k, v in section.items() if k in names})
+        codec2d = make_codec2d(head, section)
     except ValueError as err:
         raise ValueError(f"codec: {err}") from None
     codec3d = Pose3DCodec(
