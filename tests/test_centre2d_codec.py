@@ -54,7 +54,7 @@ def test_single_person_sub_pixel_exact():
     targets = codec.encode(person, (256, 256))
     assert targets["heatmaps"].shape == (19, 32, 32) and targets["offsets"].shape == (36, 32, 32)
     assert targets["offset_weight"].shape == (18, 32, 32) and targets["mask"].shape == (1, 32, 32)
-    for refine in (0.0, 1.0):  # offsets alone, and snapped to the heatmap peaks
+    for refine in (0.0, 3.0):  # offsets alone, and snapped to the heatmap peaks
         codec.refine_radius = refine
         keypoints, scores = codec.decode(targets["heatmaps"], targets["offsets"])
         assert keypoints.shape == (1, 17, 3) and scores.shape == (1,)

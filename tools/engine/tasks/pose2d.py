@@ -72,7 +72,7 @@ SCHEMA: Schema = {
         "centre_threshold": Field(0.1, "float", help="centre2d: minimum centre peak"),
         "max_people": Field(30, "int", help="centre2d: most centres decoded per image"),
         "refine_radius": Field(
-            1.0, "float", help="centre2d: snap keypoints to heatmap peaks within (cells; 0 off)"
+            3.0, "float", help="centre2d: snap keypoints to heatmap peaks within (cells; 0 off)"
         ),
         "nms_threshold": Field(0.1, "float", help="centre2d: pose NMS, x person scale (0 off)"),
         "skeleton": Field(
