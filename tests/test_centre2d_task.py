@@ -179,3 +179,18 @@ def test_stage1_pairs_the_3d_branch_with_the_centre_head(tiny_pose_set, tmp_path
     people = predict_people3d(outputs, codec2d, codec3d, image_size=(128, 128))
     assert people["pose3d"].shape == (1, 21, 3)
     np.testing.assert_allclose(people["keypoints"][0, :, :2], person[0, :, :2], atol=0.05)
+
+
+def test_benchmarks_take_the_head(run, capsys):
+    """The oracle-split bench on the run's checkpoint, and the decode bench for the head."""
+    from selecsls.tools.bench import decode, heads2d
+
+    assert heads2d.main([str(run / "run" / "last.pt"), "--set", "refine_radius=2"]) == 0
+    out = capsys.readouterr().out
+    for variant in ("| decoded |", "| true centres |", "| true offsets |", "missed %"):
+        assert variant in out
+    with pytest.raises(ValueError, match="KEY=NUMBER"):
+        heads2d.parse_overrides(["refine_radius"])
+    assert decode.main(["--head", "centre2d", "--people", "2", "--frames", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("centre2d decode per frame") and lines[-1].split()[0] == "2"

@@ -7,7 +7,9 @@ decoded as they are, then with one output swapped for the ground truth's encodin
 - centre + offset head: "true centres" (the centre channel), "true offsets";
 - PAF head: "true heatmaps", "true PAFs" (grouping with ideal fields).
 Median error: for each labelled val person, the detection of its image with the highest OKS,
-and per keypoint type the median distance (original pixels) over the labelled keypoints.
+and per keypoint type the median distance (original pixels) over the labelled keypoints that
+detection has; "missed" is the share of labelled keypoints it lacks (the PAF decoder leaves
+keypoints out; the centre decoder regresses all) or that have no detection at all.
 
     python -m selecsls.tools.bench.heads2d runs/quickstart_pose2d/last.pt \
         runs/quickstart_pose2d_centre/last.pt
@@ -127,19 +129,25 @@ def median_errors(dataset, results, sigmas, names) -> dict[str, float]:
             np.array(result["keypoints"], np.float32).reshape(-1, 3)
         )
     distances: list[list[float]] = [[] for _ in names]
+    missed = labelled_total = 0
     coco = dataset.coco
     for image_id in dataset.image_ids:
         detections = by_image.get(image_id, [])
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)):
             truth = np.array(ann["keypoints"], np.float32).reshape(-1, 3)
             labelled = truth[:, 2] > 0
+            labelled_total += int(labelled.sum())
             if not labelled.any() or not detections:
+                missed += int(labelled.sum())
                 continue
             best = max(detections, key=lambda d: oks(d, truth, ann["area"], sigmas))
             gaps = np.linalg.norm(best[:, :2] - truth[:, :2], axis=1)
-            for k in np.flatnonzero(labelled):
+            found = labelled & (best[:, 2] > 0)
+            missed += int((labelled & ~found).sum())
+            for k in np.flatnonzero(found):
                 distances[k].append(float(gaps[k]))
-    return {name: float(np.median(d)) if d else float("nan") for name, d in zip(names, distances)}
+    errors = {name: float(np.median(d)) if d else float("nan") for name, d in zip(names, distances)}
+    return {**errors, "missed %": 100.0 * missed / max(labelled_total, 1)}
 
 
 def oks(detection: np.ndarray, truth: np.ndarray, area: float, sigmas: np.ndarray) -> float:
