@@ -134,6 +134,12 @@ def test_onnx_export_and_int8_take_the_head(tmp_path):
         reference = expected[key].numpy()
         assert array.shape == reference.shape
         assert np.abs(array - reference).max() <= 1e-4 * np.abs(reference).max()
+    from selecsls.heads.pose2d.centre.codec import CentreCodec
+    from selecsls.tools.realtime.loading import load_onnx_estimator
+
+    estimator = load_onnx_estimator(str(tmp_path / "c.onnx"), None)  # codec from the metadata
+    assert isinstance(estimator.codec, CentreCodec) and estimator.input_size == (96, 64)
+    assert len(estimator(np.zeros((64, 96, 3), np.uint8)).keypoints) <= estimator.codec.max_people
     calibration = [letterboxed(image, SIZE) for image in images(4)]
     quantized = quantize_int8(model, calibration)
     errors = relative_errors(model, quantized, letterboxed(images(1, seed=8)[0], SIZE))
