@@ -3,7 +3,7 @@ the XNect Stage I 2D branch ("xnect2d": heatmaps + part affinity fields, grouped
 grouping-free centre + offset head ("centre2d", in `centre/`).
 
 - `registry`: the 2D heads and the codec and loss that follow each one;
-- `xnect`: the PAF head (stride-8 keypoint heatmaps and PAFs from the backbone's stride-16 features);
+- `xnect`: the PAF head (stride-8 keypoint heatmaps and PAFs from the stride-16 features);
 - `codec`: the PAF head's people <-> targets and outputs <-> people, and the map geometry both
   heads share;
 - `peaks`, `grouping`: the decoder's peak finding and PAF grouping;
