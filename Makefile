@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # release that install_requires admits.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo digits info test format clean-venv
+.PHONY: demo demo-paf quickstart2d digits info test format clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,17 +16,24 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
-# The quickstart: bottom-up multi-person 2D pose (SelecSLS-42_B + the XNect 2D branch) trained from
-# scratch on synthetic people, written on first use into runs/data/synthetic_people; then the best
-# checkpoint evaluated with the flip test; last, figures to look at (learning curve, the network on
-# unseen synthetic scenes as a video and a contact sheet), their paths printed last. Outputs land
-# in runs/quickstart_pose2d/.
+# The quickstart: multi-person 2D pose (SelecSLS-42_B + the centre + offset head, the better of the
+# two 2D heads on this recipe: docs/pose2d.md) trained from scratch on synthetic people, written
+# on first use into runs/data/synthetic_people; then the best checkpoint evaluated with the flip
+# test; last, figures to look at (learning curve, the network on unseen synthetic scenes as a
+# video and a contact sheet), their paths printed last. Outputs land in
+# runs/quickstart_pose2d_centre/. `make demo-paf` runs the same with the XNect PAF head.
 SYNTHETIC_VAL := runs/data/synthetic_people/val
 demo: $(VENV)/.installed
-	$(PY) -m selecsls.tools.train configs/quickstart/pose2d_synthetic.yaml
-	$(PY) -m selecsls.tools.eval runs/quickstart_pose2d/best.pt --flip \
+	$(MAKE) quickstart2d CONFIG=pose2d_centre_synthetic RUN=runs/quickstart_pose2d_centre
+
+demo-paf: $(VENV)/.installed
+	$(MAKE) quickstart2d CONFIG=pose2d_synthetic RUN=runs/quickstart_pose2d
+
+quickstart2d:
+	$(PY) -m selecsls.tools.train configs/quickstart/$(CONFIG).yaml
+	$(PY) -m selecsls.tools.eval $(RUN)/best.pt --flip \
 		--ann $(SYNTHETIC_VAL)/annotations.json --images $(SYNTHETIC_VAL)/images
-	$(PY) -m selecsls.tools.showcase runs/quickstart_pose2d --threads 1
+	$(PY) -m selecsls.tools.showcase $(RUN) --threads 1
 
 # The classification quickstart: a SelecSLS classifier on built-in real data (scikit-learn's
 # digits), then its best checkpoint evaluated, then its learning curve and confusion matrix drawn.
