@@ -55,8 +55,10 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 IMAGENET = ["selecsls42b", "selecsls60", "selecsls60b", "selecsls84"]
 COCO = CONFIGS / "coco" / "xnect2d_selecsls60.yaml"
 MUCO = CONFIGS / "muco" / "xnect_selecsls60.yaml"
+COCO_CENTRE = CONFIGS / "coco" / "centre2d_selecsls60.yaml"
 REHEARSED = [f"imagenet/{n}.yaml" for n in IMAGENET] + [
     "coco/xnect2d_selecsls60.yaml",
+    "coco/centre2d_selecsls60.yaml",
     "muco/xnect_selecsls60.yaml",
 ]
 # What a rehearsal may change: where the data is, sizes, step counts, logging, resuming.
@@ -284,6 +286,28 @@ def test_coco_recipe_trains_evaluates_and_saves(coco_run, miniatures, tmp_path):
     assert eval_main([*args, "--workers", "0", "--batch-size", "4", "--json", str(result)]) == 0
     scores = json.loads(result.read_text())
     assert scores["images"] == 4 and scores["input_size"] == [128, 128]
+
+
+def test_coco_centre_recipe_trains_evaluates_and_saves(miniatures, published, tmp_path):
+    """The centre + offset variant of the COCO recipe as shipped (published backbone weights from
+    the mirror, its own out_dir): 2 short epochs, the evaluation, the standalone evaluation."""
+    overrides = [*coco_overrides(miniatures), "run.max_steps_per_epoch=4", "run.progress=false"]
+    log = train(COCO_CENTRE, overrides, tmp_path)
+    assert "model.weights: backbone initialised from selecsls60.timm" in log
+    out = tmp_path / "runs" / "centre2d_selecsls60"
+    checkpoint = read_checkpoint(out / "last.pt")
+    assert_as_shipped(checkpoint["experiment"], COCO_CENTRE, overrides)
+    assert checkpoint["train_state"]["epoch"] == 2
+    assert optimizer_steps(checkpoint["train_state"]) == {8}
+    assert checkpoint["metrics"]["images"] == 4 and {"AP", "AP50", "AR"} <= set(
+        checkpoint["metrics"]
+    )
+    assert set(load_model(out / "best.pt").config["heads"]) == {"centre2d"}
+    ann = miniatures.coco / "annotations" / "person_keypoints_val2017.json"
+    args = [str(out / "best.pt"), "--ann", str(ann), "--images", str(miniatures.coco / "val2017")]
+    result = tmp_path / "eval.json"
+    assert eval_main([*args, "--workers", "0", "--batch-size", "4", "--json", str(result)]) == 0
+    assert json.loads(result.read_text())["images"] == 4
 
 
 class OutputReader:
