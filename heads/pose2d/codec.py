@@ -255,11 +255,23 @@ class Pose2DCodec:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """{"heatmaps": (N, M + 1, h, w), "pafs": (N, 2L, h, w)} -> per image (keypoints,
         scores)."""
-        heatmaps, pafs = to_numpy(outputs["heatmaps"]), to_numpy(outputs["pafs"])
-        return [
-            self.decode(heatmaps[n], pafs[n], None if transforms is None else transforms[n])
-            for n in range(len(heatmaps))
-        ]
+        return decode_each(self, outputs, transforms)
+
+
+def decode_each(
+    codec, outputs: dict, transforms: list[np.ndarray] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A batch of outputs {name: (N, C, h, w)} -> per image `codec.decode_outputs` of its maps
+    (the codec's `output_keys`; other outputs are ignored): either 2D codec's `decode_batch`."""
+    arrays = {key: to_numpy(outputs[key]) for key in codec.output_keys}
+    count = len(arrays[codec.output_keys[0]])
+    return [
+        codec.decode_outputs(
+            {key: value[n] for key, value in arrays.items()},
+            None if transforms is None else transforms[n],
+        )
+        for n in range(count)
+    ]
 
 
 def invert_points(transform: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import ClassVar
 import numpy as np
 
 from ...skeletons import Skeleton, get_skeleton
-from ..codec import Pose2DCodec, draw_gaussians, invert_points
+from ..codec import Pose2DCodec, decode_each, draw_gaussians, invert_points
 from ..peaks import find_peaks, to_numpy
 
 # Every regressed keypoint is a detection; its score is floored here so that it stays apart
@@ -220,11 +220,7 @@ class CentreCodec:
     ) -> list[tuple[np.ndarray, np.ndarray]]:
         """{"heatmaps": (N, M + 1, h, w), "offsets": (N, 2M, h, w)} -> per image (keypoints,
         scores)."""
-        heatmaps, offsets = to_numpy(outputs["heatmaps"]), to_numpy(outputs["offsets"])
-        return [
-            self.decode(heatmaps[n], offsets[n], None if transforms is None else transforms[n])
-            for n in range(len(heatmaps))
-        ]
+        return decode_each(self, outputs, transforms)
 
 
 def person_centres(keypoints: np.ndarray) -> np.ndarray:
