@@ -380,11 +380,6 @@ class Pose2DTask(Task):
         return draw_training_inputs(batch["image"][:8], batch["keypoints"][:8], skeleton)
 
 
-def loss2d_options(loss: dict[str, Any]) -> dict[str, float]:
-    """The config's loss section -> the keyword arguments of `pose2d_losses`."""
-    return {k: loss[k] for k in ("paf_weight", "heatmap_fg_weight", "paf_fg_weight")}
-
-
 def make_codec(section: dict[str, Any], head: str = "xnect2d") -> Any:
     """The codec of 2D head `head` from the config's codec section (each codec takes the keys
     it has: `heads.pose2d.registry.make_codec2d`)."""
