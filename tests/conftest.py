@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ from torch import nn
 # Tests never touch the network: albumentations' update check on import is off for test modules
 # that import it directly too (selecsls.datasets.augment sets the same for every other process).
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# The demo's `--precision auto` caches what it measured (tools/deploy/precision.py): tests keep
+# theirs in a folder of their own (subprocesses inherit it), never in the user's ~/.cache.
+os.environ["SELECSLS_CACHE_DIR"] = tempfile.mkdtemp(prefix="selecsls-test-cache-")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ALL_CONFIGS = [

@@ -11,9 +11,9 @@
         --json people.json --bvh bvh/   # Stage III: skeletons, joint angles, one BVH per person
 
 Each frame is letterboxed to --input-size, run through the network (PyTorch in its fastest mode
-on the device: BN folded, channels_last, bf16 on CPUs with AMX/AVX-512 BF16, fp16 on CUDA, and
-with --compile torch.compile'd; --precision int8 a post-training int8 copy, the fastest on a CPU;
-or onnxruntime), decoded into people, tracked (stable ids),
+on the device: BN folded, channels_last, fp16 on CUDA; on a CPU the fastest of fp32, bf16 and
+a post-training int8 copy, measured once for the model and input size and cached; with
+--compile torch.compile'd; or onnxruntime), decoded into people, tracked (stable ids),
 smoothed (One-Euro) and drawn with an FPS counter (and a 3D view when the network predicts 3D:
 XNect Stage II lifting when the checkpoint has it, else the Stage I location-map read-out; see
 tools/realtime/pose3d.py). With --fit (or --bvh DIR) a 3D model's people also get a kinematic
@@ -66,9 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--precision",
         default="auto",
-        help=f"one of {', '.join(DEMO_PRECISIONS)}; auto: bf16 on CPUs with AMX/AVX-512 BF16, "
-        "fp16 on CUDA, else fp32; int8: CPU, post-training quantized (about 2x bf16's speed on "
-        "AMX, no faster than fp32 on an AVX2-only CPU)",
+        help=f"one of {', '.join(DEMO_PRECISIONS)}; auto: fp16 on CUDA; on a CPU the fastest of "
+        "fp32, bf16 (where native) and int8 for this model and input size, measured once in a "
+        "few seconds and cached (with --compile: bf16 where native, else fp32); int8: CPU, "
+        "post-training quantized (about 2x bf16's speed on AMX and Zen 4, no faster than fp32 "
+        "on an AVX2-only CPU)",
     )
     p.add_argument(
         "--calibration",

@@ -258,6 +258,7 @@ def print_end_to_end(
     int8 = [name for name in names if " int8 " in name]
     if int8:
         runs["int8, sequential"] = (modes[int8[0]], False)
+        runs["int8, pipelined"] = (modes[int8[0]], True)
     fps = time_end_to_end(runs, video, truth, rounds)
     print(f"\nend to end (demo loop, wall clock, {eager}):")
     for mode, values in fps.items():

@@ -10,10 +10,12 @@ import json
 import sys
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from selecsls.backbones.checkpoint import CheckpointError, read_checkpoint
 from selecsls.tools._cli import parse_size
+from selecsls.tools.deploy.precision import describe_choice, fastest_cpu_precision
 from selecsls.tools.deploy.quantize import Int8Runner, read_calibration_images
 from selecsls.tools.realtime.pose3d import (
     LIFTING_KEY,
@@ -91,6 +93,8 @@ def load_torch_estimator(
             f"--lifting {lifting}: {checkpoint} has no Stage I 3D branch (heads: "
             f"{', '.join(heads)}); Stage II needs its location maps (the xnect3d head)"
         )
+    if precision == "auto" and on_cpu(device) and not compile:
+        precision = measured_precision(model, input_size)
     if precision == "int8":
         runner = Int8Runner(model, TorchRunner(model, "cpu", "auto"))
         if calibration:
@@ -100,6 +104,19 @@ def load_torch_estimator(
     else:
         runner = TorchRunner(model, device, precision, compile=compile)
     return PoseEstimator(runner, input_size, codec, pose3d)
+
+
+def on_cpu(device: str) -> bool:
+    """Whether the demo's `--device` runs the network on the CPU."""
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
+def measured_precision(model: nn.Module, input_size: tuple[int, int]) -> str:
+    """`--precision auto` on the CPU: the fastest precision for this model and input size,
+    measured on this CPU once (a few seconds) and cached (`tools/deploy/precision.py`)."""
+    choice, timings, cached = fastest_cpu_precision(model, input_size)
+    print(describe_choice(choice, timings, cached))
+    return choice
 
 
 def check_precision(precision: str, device: str, compile: bool, calibration: str | None) -> None:
