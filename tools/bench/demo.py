@@ -272,6 +272,7 @@ def print_end_to_end(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default="selecsls60")
+    p.add_argument("--width", type=float, default=1.0, help="backbone width multiplier")
     p.add_argument("--size", default="512x320", help="frame and network input WxH")
     p.add_argument("--frames", type=int, default=20, help="frames timed (after 3 warm-up)")
     p.add_argument("--threads", type=int, default=1)
@@ -291,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     watch_type = WallStopwatch if args.device.startswith("cuda") else Stopwatch
     size, warmup = parse_size(args.size), 3
     torch.manual_seed(0)
-    model = build_model({"backbone": args.backbone, "heads": {"xnect2d": {}}}).eval()
+    config = {"backbone": args.backbone, "backbone_width": args.width, "heads": {"xnect2d": {}}}
+    model = build_model(config).eval()
     with tempfile.TemporaryDirectory() as folder:
         video = Path(folder) / "people.mp4"
         truth = make_video(video, size, args.frames + warmup, args.seed)
@@ -304,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             export_checkpoint(str(checkpoint), str(onnx_path), size)
         people = np.mean([len(t) for t in truth])
         print(
-            f"{args.backbone} + xnect2d, {size[0]}x{size[1]}, {args.threads} thread(s), "
+            f"{args.backbone} (width {args.width}) + xnect2d, {size[0]}x{size[1]}, "
+            f"{args.threads} thread(s), "
             f"{args.frames} frames, {people:.1f} people per frame; ms per frame "
             f"({'wall' if watch_type is WallStopwatch else 'CPU'} time)\n"
         )
