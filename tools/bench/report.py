@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from selecsls.tools.bench.timing import Case, summarize
+from selecsls.tools.deploy.precision import cpu_name
 from selecsls.tools.engine.amp import cpu_has_bf16
 
 
@@ -189,7 +190,7 @@ def machine_info(device: torch.device) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "cpu_bf16": cpu_has_bf16(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -197,16 +198,6 @@ def machine_info(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:
