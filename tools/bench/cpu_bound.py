@@ -37,9 +37,8 @@ from selecsls.tools.deploy.precision import (
 from selecsls.tools.engine.amp import cpu_has_bf16
 
 TARGET = 1.5  # the goal: network within 1.5x of the CPU's compute bound
-MATMUL_SIZE = (
-    2048  # large enough that every kernel reaches its peak here (1024: int8 644 vs 760 GOP/s)
-)
+# Large enough that every kernel reaches its peak here (at 1024 int8 gave 644 against 760 GOP/s)
+MATMUL_SIZE = 2048
 
 
 def matmul_kernels(size: int = MATMUL_SIZE) -> dict[str, tuple[Callable[[], object], int]]:
