@@ -17,6 +17,7 @@ from selecsls.tools import benchmark
 from selecsls.tools.bench import models as bench_models
 from selecsls.tools.bench import suite as bench_suite
 from selecsls.tools.bench.models import (
+    MODES,
     BenchmarkError,
     check_folding,
     fold_bn_generic,
@@ -147,6 +148,28 @@ def test_int8_mode_runs_quantized_and_close_to_eager():
     assert float((got - want).norm() / want.norm()) < 0.1
     with pytest.raises(BenchmarkError, match="CPU only"):
         prepare(model, "int8", torch.device("cuda"))
+
+
+def test_graph_mode_needs_cuda_and_says_so(capsys):
+    model = small_net(16, second_conv=True, classifier=True)
+    with pytest.raises(BenchmarkError, match="mode graph: CUDA graphs need a CUDA device"):
+        prepare(model, "graph", torch.device("cpu"))
+    assert "graph" in MODES and "CUDA graph" in MODES["graph"]
+    argv = ["--models", "selecsls42", "--modes", "graph", "--sizes", "32", "--batches", "1"]
+    code = benchmark.main(argv)
+    assert code == 2 and "mode graph" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_graph_mode_matches_eager_on_cuda():
+    torch.manual_seed(0)
+    model = small_net(16, second_conv=True, classifier=True).cuda().eval()
+    ready = prepare(model, "graph", torch.device("cuda"))
+    x = torch.randn(2, 3, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for _ in range(2):
+            got, want = ready.runner(x).float(), model(x)
+    assert float((got - want).norm() / want.norm()) < 1e-2
 
 
 def test_generic_bn_folding_is_exact_for_resnet50():

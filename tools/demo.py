@@ -93,6 +93,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "7-60 s compile at start-up; falls back to uncompiled if compiling fails",
     )
     p.add_argument(
+        "--graph",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="pytorch backend: run the network, peak finding and limb scoring as one CUDA "
+        "graph, people assembled on the host (tools/realtime/graph.py); auto (default): on "
+        "with CUDA, unless --compile or int8; on without CUDA runs the same step eagerly",
+    )
+    p.add_argument(
         "--pipeline",
         default="auto",
         choices=("auto", "on", "off"),
@@ -163,6 +171,8 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
             raise ValueError("--compile is for the pytorch backend (onnxruntime optimises itself)")
         if args.precision == "int8" or args.calibration:
             raise ValueError("--precision int8 (and --calibration) are for the pytorch backend")
+        if args.graph == "on":
+            raise ValueError("--graph on is for the pytorch backend (onnxruntime runs its own)")
         return load_onnx_estimator(args.checkpoint, size, args.lifting)
     estimator = load_torch_estimator(
         args.checkpoint,
@@ -172,9 +182,14 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
         args.lifting,
         args.compile,
         args.calibration,
+        args.graph,
     )
     if args.compile:
         print(f"compiling the network for {'x'.join(map(str, estimator.input_size))} ...")
+        seconds = estimator.runner.warm_up(estimator.input_size)
+        print(f"ready in {seconds:.1f} s ({estimator.runner.description})")
+    elif getattr(estimator.runner, "captured", None) is not None:
+        print(f"capturing the CUDA graph for {'x'.join(map(str, estimator.input_size))} ...")
         seconds = estimator.runner.warm_up(estimator.input_size)
         print(f"ready in {seconds:.1f} s ({estimator.runner.description})")
     return estimator

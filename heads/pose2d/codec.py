@@ -31,6 +31,7 @@ import numpy as np
 from ..skeletons import Skeleton, get_skeleton
 from .grouping import group_people
 from .peaks import find_peaks, people_to_annotation, to_numpy
+from .slots import decode_slots, has_slots
 
 # Heatmap Gaussians are written where they reach this value (below it they are 0).
 GAUSSIAN_CUTOFF = 1e-4
@@ -213,6 +214,12 @@ class Pose2DCodec:
         self._check_channels(heatmaps, pafs)
         peaks = find_peaks(heatmaps[: self.num_keypoints], self.peak_threshold, self.max_peaks)
         people, scores = group_people(peaks, pafs, self.limbs, **self.grouping_options())
+        return self._finish(people, scores, transform)
+
+    def _finish(
+        self, people: np.ndarray, scores: np.ndarray, transform: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Grouped people (P, K, 3) in map cells -> decode's (keypoints, scores), best first."""
         keypoints, scores = people_to_annotation(
             people, self.keypoint_skeleton.annotation_from_model, self.min_keypoints
         )
@@ -227,7 +234,12 @@ class Pose2DCodec:
         self, outputs: dict, transform: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """One image's {"heatmaps", "pafs"} (any other keys ignored) -> `decode`'s people: the
-        call every 2D codec shares (`heads.pose2d.registry`)."""
+        call every 2D codec shares (`heads.pose2d.registry`). Outputs that carry the device-side
+        decode's peak and limb slots (`heads.pose2d.slots`, the CUDA graph runner's) are only
+        matched on the host; the maps are then not needed."""
+        if has_slots(outputs):
+            people, scores = decode_slots(outputs, self.limbs)
+            return self._finish(people, scores, transform)
         return self.decode(outputs["heatmaps"], outputs["pafs"], transform)
 
     def grouping_options(self) -> dict:

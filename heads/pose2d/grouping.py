@@ -88,24 +88,43 @@ def group_people(
     starts a new person when neither end is assigned, and merges two people when it links them
     and they share no keypoint type.
     """
-    num_kinds = int(max(max(pair) for pair in limbs)) + 1
-    people = _People(len(peaks.kind), num_kinds)
     limb, start, end = candidate_pairs(peaks, limbs)
+    score = np.zeros(0, np.float32)
     if len(limb):
         score, ratio = score_pairs(
             peaks.xy[start], peaks.xy[end], limb, pafs, samples, min_score, min_length
         )
-        accepted = np.flatnonzero((ratio > min_ratio) & (score > 0))
-        # limb order first, then best score first (stable, so ties keep peak order)
-        order = accepted[np.lexsort((-score[accepted], limb[accepted]))]
-        used: set[tuple[int, int]] = set()  # (limb, peak) already matched
-        for c in order.tolist():
-            index, a, b = int(limb[c]), int(start[c]), int(end[c])
-            if (index, a) in used or (index, b) in used:
-                continue
-            used.update(((index, a), (index, b)))
-            kind_a, kind_b = limbs[index]
-            people.connect(a, b, kind_a, kind_b, float(score[c]))
+        keep = (ratio > min_ratio) & (score > 0)
+        limb, start, end, score = limb[keep], start[keep], end[keep], score[keep]
+    return connect_people(peaks, limbs, limb, start, end, score)
+
+
+def connect_people(
+    peaks: Peaks,
+    limbs: tuple[tuple[int, int], ...],
+    limb: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    score: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Accepted candidate limbs (C,) each: limb index, start and end peak, score, in
+    `candidate_pairs`' order -> `group_people`'s (people (P, K, 3), scores (P,)).
+
+    The matching half of `group_people`, shared with the decoder of limbs scored on the device
+    (`heads.pose2d.slots`), so both assemble people by one rule.
+    """
+    num_kinds = int(max(max(pair) for pair in limbs)) + 1
+    people = _People(len(peaks.kind), num_kinds)
+    # limb order first, then best score first (stable, so ties keep peak order)
+    order = np.lexsort((-score, limb))
+    used: set[tuple[int, int]] = set()  # (limb, peak) already matched
+    for c in order.tolist():
+        index, a, b = int(limb[c]), int(start[c]), int(end[c])
+        if (index, a) in used or (index, b) in used:
+            continue
+        used.update(((index, a), (index, b)))
+        kind_a, kind_b = limbs[index]
+        people.connect(a, b, kind_a, kind_b, float(score[c]))
     return _assemble(peaks, people.members, people.limb_scores, num_kinds)
 
 

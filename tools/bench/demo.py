@@ -13,9 +13,10 @@ takes on one idle core. Wall-clock fps is printed too, for reference. With --dev
 stage is timed in wall-clock seconds (the host waits for the GPU when it copies the outputs back,
 inside the network stage), and the modes are CUDA fp32 and fp16. `--compile` adds the
 torch.compile'd mode (frozen weights, the demo's `--compile`), `--int8` the int8 mode (the
-demo's `--precision int8`, calibrated on other synthetic frames). Every frame goes through all modes
-in turn, so the drift of a shared machine hits them alike; the end-to-end lines then run the
-whole demo loop per mode, alternated.
+demo's `--precision int8`, calibrated on other synthetic frames); on CUDA the CUDA graph runner
+with the device-side decode (the demo's default there, `tools/realtime/graph.py`) is timed too.
+Every frame goes through all modes in turn, so the drift of a shared machine hits them alike; the
+end-to-end lines then run the whole demo loop per mode, alternated.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ import torch
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads import build_model, save_model
 from selecsls.heads.pose2d.codec import Pose2DCodec
+from selecsls.heads.pose2d.slots import SLOT_KEYS, has_slots, slot_outputs
 from selecsls.tools._cli import parse_size
 from selecsls.tools.deploy.quantize import Int8Runner, letterboxed
 from selecsls.tools.realtime.app import Options, annotate, run
+from selecsls.tools.realtime.graph import GraphRunner
 from selecsls.tools.realtime.runtime import OnnxRunner, PoseEstimator, TorchRunner
 from selecsls.tools.realtime.sources import open_source
 from selecsls.tools.realtime.tracking import Tracker
@@ -147,13 +150,24 @@ def run_stages(estimator, tracker, frame, frame_truth, laps: Laps) -> None:
     laps.lap("network")
     people = frame_truth.copy()
     people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
-    maps = estimator.codec.encode(people, estimator.input_size)
+    maps = truth_outputs(estimator.runner, estimator.codec.encode(people, estimator.input_size))
     laps.skip()  # encoding is test scaffolding, not demo work
     keypoints, scores = estimator.codec.decode_outputs(maps, matrix)
     laps.lap("decode")
     people = tracker.update(keypoints, scores, frame.time)
     annotate(frame.image, people, _NoPose3D, 0.0, 0)  # draws on a copy
     laps.lap("track+draw")
+
+
+def truth_outputs(runner, maps: dict) -> dict:
+    """One image's encoded maps as `runner` would return them: the maps, or for a graph runner
+    with the device-side decode its peak and limb slots of those maps (`heads.pose2d.slots`;
+    static shapes, so the device's time does not depend on the maps' content)."""
+    step = getattr(runner, "step", None)
+    if not getattr(step, "slots", False):
+        return maps
+    tensors = (torch.from_numpy(maps[k][None]) for k in ("heatmaps", "pafs"))
+    return {k: v[0].numpy() for k, v in slot_outputs(*tensors, step.codec).items()}
 
 
 def frame_ms(laps: Laps, reading: Laps, measured: int) -> dict:
@@ -176,14 +190,18 @@ class TruthMaps:
     the true people (frames arrive in order), so the demo decodes realistic maps."""
 
     def __init__(self, runner, maps: list[dict]) -> None:
-        self.runner, self.maps, self.t = runner, maps, 0
+        self.runner, self.t = runner, 0
+        self.maps = [truth_outputs(runner, m) for m in maps]
         self.description = runner.description
+        self.takes_uint8 = getattr(runner, "takes_uint8", False)
+        self.device = getattr(runner, "device", None)
 
     def __call__(self, images):
         self.runner(images)
         maps = self.maps[self.t % len(self.maps)]
         self.t += 1
-        return {k: maps[k][None] for k in ("heatmaps", "pafs")}
+        keys = SLOT_KEYS if has_slots(maps) else ("heatmaps", "pafs")
+        return {k: maps[k][None] for k in keys}
 
 
 def time_end_to_end(
@@ -229,6 +247,11 @@ def variants(
         seconds = runner.warm_up(size)
         print(f"compiled the {fast} network in {seconds:.1f} s ({runner.description})")
         out[f"pytorch {device} {fast}, BN folded, channels_last, compiled"] = runner
+    if device.startswith("cuda"):
+        runner = GraphRunner(model, Pose2DCodec(), device, fast)
+        seconds = runner.warm_up(size)
+        print(f"captured the CUDA graph in {seconds:.1f} s ({runner.description})")
+        out[f"pytorch {device} {fast}, cuda graph + device decode"] = runner
     if int8 and device == "cpu":
         out["pytorch cpu int8 (x86, post-training quantized)"] = int8_runner(model, size)
     if onnx_path is not None:
@@ -255,6 +278,10 @@ def print_end_to_end(
     compiled = [name for name in names if name.endswith("compiled")]
     if compiled:
         runs["compiled, sequential"] = (modes[compiled[0]], False)
+    graphed = [name for name in names if name.endswith("device decode")]
+    if graphed:
+        runs["graph, sequential"] = (modes[graphed[0]], False)
+        runs["graph, pipelined"] = (modes[graphed[0]], True)
     int8 = [name for name in names if " int8 " in name]
     if int8:
         runs["int8, sequential"] = (modes[int8[0]], False)

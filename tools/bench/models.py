@@ -23,6 +23,7 @@ from selecsls.backbones import BACKBONES, canonical_name
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.backbones.hub import is_published
 from selecsls.heads import Model, build_classifier, load_model
+from selecsls.tools.deploy.cuda_graph import CapturedCall, graph_support
 from selecsls.tools.deploy.frozen import FrozenRunner
 from selecsls.tools.deploy.quantize import Int8Error, quantize_int8
 
@@ -35,6 +36,8 @@ MODES: dict[str, str] = {
     "compile": "bf16 + torch.compile (inductor; compiled during warm-up)",
     "frozen": "deploy with bf16 weights (fp16 on CUDA) + torch.compile with inductor freezing "
     "(prepacked oneDNN convolutions, fused ReLUs; the demo's --compile)",
+    "graph": "deploy with fp16 weights (the demo's CUDA precision), the forward pass replayed "
+    "from a CUDA graph captured per input shape (CUDA only; the demo's --graph)",
     "int8": "post-training int8 (tools/deploy/quantize.py, x86 engine; CPU only), calibrated on 2 "
     "random 224x224 images (speed does not depend on the ranges; the demo's --precision int8)",
 }
@@ -229,9 +232,20 @@ def prepare(model: nn.Module, mode: str, device: torch.device, folded=None) -> P
     if mode == "frozen":
         dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         return Prepared(FrozenRunner(module, dtype), True, note)
+    if mode == "graph":
+        return Prepared(graph_runner(module, device), True, note)
     dtype = torch.float16 if mode == "fp16" else torch.bfloat16
     runner = Autocast(module, device.type, dtype)
     if mode == "compile":
         # Static shapes: one specialised graph per (size, batch), compiled during warm-up.
         runner = torch.compile(runner, dynamic=False)
     return Prepared(runner, True, note)
+
+
+def graph_runner(module: nn.Module, device: torch.device) -> Callable:
+    """The `graph` mode: fp16 weights, the whole forward pass captured in a CUDA graph."""
+    why = graph_support(device)
+    if why is not None:
+        raise BenchmarkError(f"mode graph: {why}")
+    half = copy.deepcopy(module).to(torch.float16)  # other modes share `module`
+    return CapturedCall(lambda images: half(images.to(torch.float16)))

@@ -17,6 +17,7 @@ from selecsls.backbones.checkpoint import CheckpointError, read_checkpoint
 from selecsls.tools._cli import parse_size
 from selecsls.tools.deploy.precision import describe_choice, fastest_cpu_precision
 from selecsls.tools.deploy.quantize import Int8Runner, read_calibration_images
+from selecsls.tools.realtime.graph import GraphRunner, use_graph
 from selecsls.tools.realtime.pose3d import (
     LIFTING_KEY,
     LOCMAPS,
@@ -62,13 +63,17 @@ def load_torch_estimator(
     lifting: str | None = None,
     compile: bool = False,
     calibration: str | None = None,
+    graph: str = "auto",
 ) -> PoseEstimator:
     """A PoseEstimator for a pose checkpoint of ours (codec settings from its experiment config
     when it carries one). A Stage I model (xnect3d head) gets 3D poses from its own Stage II
     (lifting head) when it has one, else from the location-map read-out; `lifting` names a
     checkpoint whose Stage II is used instead. precision "int8" quantizes the network for the
-    CPU, calibrated on the images of the folder `calibration`, else on the first frames."""
+    CPU, calibrated on the images of the folder `calibration`, else on the first frames.
+    graph "auto" (on CUDA) or "on": the CUDA graph runner with the decode's peaks and limb
+    scores on the device (`graph.GraphRunner`; without CUDA it runs eagerly, with a note)."""
     check_precision(precision, device, compile, calibration)
+    graphed = use_graph(graph, device, precision, compile)
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -93,7 +98,7 @@ def load_torch_estimator(
             f"--lifting {lifting}: {checkpoint} has no Stage I 3D branch (heads: "
             f"{', '.join(heads)}); Stage II needs its location maps (the xnect3d head)"
         )
-    if precision == "auto" and on_cpu(device) and not compile:
+    if precision == "auto" and on_cpu(device) and not compile and not graphed:
         precision = measured_precision(model, input_size)
     if precision == "int8":
         runner = Int8Runner(model, TorchRunner(model, "cpu", "auto"))
@@ -101,6 +106,10 @@ def load_torch_estimator(
             runner.calibrate(
                 read_calibration_images(calibration, input_size), f"images of {calibration}"
             )
+    elif graphed:
+        runner = GraphRunner(model, codec, device, precision)
+        if runner.note:
+            print(f"note: --graph on: {runner.note}; the same step runs eagerly", file=sys.stderr)
     else:
         runner = TorchRunner(model, device, precision, compile=compile)
     return PoseEstimator(runner, input_size, codec, pose3d)

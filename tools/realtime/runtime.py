@@ -34,6 +34,7 @@ from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
 from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.registry import head_of, make_codec2d, skeleton_in
+from selecsls.heads.pose2d.slots import has_slots
 from selecsls.tools.deploy.frozen import FrozenRunner
 from selecsls.tools.engine.amp import cpu_has_bf16
 from selecsls.tools.realtime.pose3d import LOCMAPS, Pose3DStage, codec3d_from
@@ -232,7 +233,8 @@ class PoseEstimator:
 
     def preprocess(self, frame: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """-> ((1, 3, H, W) normalised RGB, (2, 3) original -> input matrix). Same geometry as
-        evaluation (EvalResize: scale to fit, pad bottom/right)."""
+        evaluation (EvalResize: scale to fit, pad bottom/right). A runner that `takes_uint8`
+        gets the (1, H, W, 3) uint8 RGB canvas instead and normalises it itself."""
         height, width = frame.shape[:2]
         matrix = self.resize.matrix(width, height)
         scale = float(matrix[0, 0])
@@ -243,6 +245,8 @@ class PoseEstimator:
             frame, (new_w, new_h), interpolation=cv2.INTER_AREA
         )
         rgb = cv2.cvtColor(self.canvas, cv2.COLOR_BGR2RGB)
+        if getattr(self.runner, "takes_uint8", False):  # normalised on the device (graph.py)
+            return torch.from_numpy(rgb).unsqueeze(0), matrix
         return to_tensor(rgb).unsqueeze(0), matrix
 
     def __call__(self, frame: np.ndarray) -> Prediction:
@@ -288,7 +292,7 @@ class PoseEstimator:
 
     def _inspect(self, outputs: dict[str, np.ndarray]) -> None:
         missing = [k for k in self.codec.output_keys if k not in outputs]
-        if missing:
+        if missing and not has_slots(outputs):  # slots: the PAF decode's device half (graph.py)
             raise ValueError(
                 f"the network has no 2D pose outputs ({', '.join(missing)} missing; it gives "
                 f"{', '.join(outputs)}): the demo needs a model with a 2D head (xnect2d, "
