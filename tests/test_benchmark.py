@@ -24,7 +24,7 @@ from selecsls.tools.bench.models import (
     prepare,
     resolve_model,
 )
-from selecsls.tools.bench.report import fastest_table, forward_tables, spread_note
+from selecsls.tools.bench.report import fastest_table, forward_tables, spread_note, train_table
 from selecsls.tools.bench.timing import Case, Progress, measure_forward, summarize
 
 # One thread: on a shared 2-core machine two OpenMP threads can wait on each other for seconds.
@@ -372,3 +372,45 @@ def test_bf16_modes_on_a_cpu_without_bf16_get_a_note(monkeypatch, capsys, native
     assert ("note: this CPU has no native bf16 (AVX-512 BF16 / AMX): bf16 run" in out) != native
     assert benchmark.main(["--models", "selecsls42b", "--modes", "deploy", *TINY]) == 0
     assert "no native bf16" not in capsys.readouterr().out  # fp32 modes need no note
+
+
+def test_pose_models_resolve_and_share_the_head_geometry():
+    ours, baseline = resolve_model("pose:SelecSLS-42"), resolve_model("pose:resnet50")
+    assert ours.label == "pose:selecsls42" and baseline.label == "pose:resnet50"
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        got = [entry.build().eval()(x) for entry in (ours, baseline)]
+    for outputs in got:
+        assert outputs["heatmaps"].shape == (1, 19, 8, 12) and outputs["pafs"].shape[1] == 38
+    with pytest.raises(BenchmarkError, match="pose:nope"):
+        resolve_model("pose:nope")
+
+
+def test_train_compile_reaches_the_child_and_the_step(monkeypatch):
+    from selecsls.tools.bench import timing
+    from selecsls.tools.bench import train as bench_train
+
+    seen = {}
+
+    def fake_run(cmd, **kwargs):
+        seen["cmd"] = cmd
+        return subprocess.CompletedProcess(cmd, 1, "", "boom")
+
+    monkeypatch.setattr(bench_train.subprocess, "run", fake_run)
+    args = benchmark.build_parser().parse_args(["--train-only", "--train-compile"])
+    result = bench_train.train_in_subprocess("pose:selecsls42", args)
+    assert "--train-compile" in seen["cmd"] and "boom" in result["error"]
+    compiled = []
+    monkeypatch.setattr(timing.torch, "compile", lambda m: compiled.append(m) or m)
+    model = small_net(8, second_conv=True, classifier=True)
+    times = timing.measure_train_steps(model, 2, 16, 1, 1, torch.device("cpu"), compile=True)
+    assert compiled == [model] and len(times) == 1
+
+
+def test_train_table_reports_images_per_second():
+    record = {"model": "m", "batch": 64, "size": 224, "median_ms": 200.0, "q1_ms": 190.0}
+    record.update(q3_ms=210.0, peak_mb=1000.0, params_m=30.0, compile=True, amp="bf16")
+    text = train_table([record], None)
+    (table,) = markdown_tables(text)
+    assert table[0][3] == "images/s" and table[1][3] == "320"  # 64 images in 0.2 s
+    assert "bf16 autocast + channels_last, torch.compile" in text

@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="training precision: fp32 NCHW, or bf16 autocast + channels_last (the fast path)",
     )
     p.add_argument(
+        "--train-compile",
+        action="store_true",
+        help="training: torch.compile the model (the engine's run.compile; compiled in warm-up)",
+    )
+    p.add_argument(
         "--train-rounds",
         type=_positive,
         default=1,

@@ -1,7 +1,8 @@
 """Models and modes for `selecsls.tools.benchmark`.
 
 A model name is one of: a SelecSLS configuration (any spelling `canonical_name` accepts, built as
-the seed's classifier), a baseline from `BASELINES`, `timm:<any timm model>`, a published weight
+the seed's classifier), a baseline from `BASELINES`, `timm:<any timm model>`, `pose:<backbone>`
+(the backbone with the XNect 2D head, `pose_models.py`), a published weight
 name, or a checkpoint path (`load_model`, so pruned checkpoints work too). A mode turns a model in
 eval mode into the callable that gets timed.
 """
@@ -23,6 +24,7 @@ from selecsls.backbones import BACKBONES, canonical_name
 from selecsls.backbones.fusion import fuse_bn
 from selecsls.backbones.hub import is_published
 from selecsls.heads import Model, build_classifier, load_model
+from selecsls.tools.bench.pose_models import POSE_PREFIX, pose_builder
 from selecsls.tools.deploy.cuda_graph import CapturedCall, graph_support
 from selecsls.tools.deploy.frozen import FrozenRunner
 from selecsls.tools.deploy.quantize import Int8Error, quantize_int8
@@ -90,12 +92,18 @@ def timm_available() -> bool:
 def valid_names() -> str:
     return (
         f"SelecSLS configs ({', '.join(BACKBONES)}), baselines ({', '.join(BASELINES)}), "
-        "timm:<timm model name>, a published weight name, or a checkpoint path"
+        "timm:<timm model name>, pose:<SelecSLS config or resnet50> (with the XNect 2D head), "
+        "a published weight name, or a checkpoint path"
     )
 
 
 def resolve_model(name: str) -> ModelEntry:
     """Map a command-line model name to a ModelEntry; BenchmarkError names the valid choices."""
+    if name.startswith(POSE_PREFIX):
+        try:
+            return ModelEntry(*pose_builder(name))
+        except ValueError as err:
+            raise BenchmarkError(f"{name}: {err}") from None
     if name.startswith("timm:"):
         if not timm_available():
             raise OptionalMissing(f"{name}: timm is not installed (pip install timm)")

@@ -148,18 +148,20 @@ def fastest_table(
 def train_table(results: list[dict], baseline: str | None) -> str:
     """Training step time and peak memory, with ratios against the baseline model."""
     base = next((r for r in results if baseline and r["model"] == baseline.partition("/")[0]), None)
-    header = ["model", "batch x size", "step ms (median +- IQR/2)", "peak MiB", "params M"]
+    header = ["model", "batch x size", "step ms (median +- IQR/2)", "images/s", "peak MiB"]
+    header += ["params M"]
     if base and "error" not in base:
         header += [f"step speed-up vs {base['model']}", f"peak memory vs {base['model']}"]
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["model"], "-", r["error"], "-", "-"] + ["-"] * (len(header) - 5))
+            rows.append([r["model"], "-", r["error"]] + ["-"] * (len(header) - 3))
             continue
         iqr = (r["q3_ms"] - r["q1_ms"]) / 2
         row = [r["model"], f"{r['batch']} x {r['size']}", f"{r['median_ms']:.0f} +- {iqr:.0f}"]
+        row += [f"{1e3 * r['batch'] / r['median_ms']:.0f}"]
         row += [f"{r['peak_mb']:.0f}", f"{r['params_m']:.2f}"]
-        if len(header) > 5:
+        if len(header) > 6:
             row += [
                 f"{base['median_ms'] / r['median_ms']:.2f}x",
                 f"{r['peak_mb'] / base['peak_mb']:.2f}x",
@@ -168,6 +170,8 @@ def train_table(results: list[dict], baseline: str | None) -> str:
     method = results[0].get("memory_method", "") if results else ""
     amp = results[0].get("amp", "fp32") if results else "fp32"
     precision = "bf16 autocast + channels_last" if amp == "bf16" else "fp32"
+    if results and results[0].get("compile"):
+        precision += ", torch.compile"
     return f"training step (SGD, {precision}; memory: {method})\n\n" + _table(header, rows)
 
 

@@ -150,10 +150,13 @@ def measure_train_steps(
     device: torch.device,
     after_warmup: Callable[[], None] | None = None,
     amp: str = "fp32",
+    compile: bool = False,
 ) -> list[float]:
     """Time `reps` SGD steps (forward + backward + momentum update) in train mode: fp32 NCHW, or
-    with amp="bf16" the engine's fast path (channels_last + bf16 autocast, fp32 weights).
-    `after_warmup` runs between the warm-up and the timed steps (e.g. to reset a peak counter)."""
+    with amp="bf16" the engine's fast path (channels_last + bf16 autocast, fp32 weights);
+    compile=True runs the model torch.compile'd, as the engine's `run.compile` does (compiled
+    during the warm-up steps). `after_warmup` runs between the warm-up and the timed steps (e.g.
+    to reset a peak counter)."""
     if amp not in ("fp32", "bf16"):
         raise ValueError(f"training amp must be fp32 or bf16, got {amp!r}")
     model.train()
@@ -164,10 +167,12 @@ def measure_train_steps(
         model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
 
+    forward = torch.compile(model) if compile else model
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
-            loss = training_loss(model(images))
+            loss = training_loss(forward(images))
         loss.backward()
         optimizer.step()
 

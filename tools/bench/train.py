@@ -47,7 +47,14 @@ def _reset_peak_rss() -> bool:
 
 
 def run_child(
-    name: str, batch: int, size: int, reps: int, warmup: int, device: str, amp: str = "fp32"
+    name: str,
+    batch: int,
+    size: int,
+    reps: int,
+    warmup: int,
+    device: str,
+    amp: str = "fp32",
+    compile: bool = False,
 ) -> dict:
     """Body of the child process: build one model, time its steps, measure its peak memory."""
     import torchvision.models  # noqa: F401  (imported before the baseline, like timm below)
@@ -69,7 +76,7 @@ def run_child(
         method = "peak RSS (VmHWM) - RSS after imports" + ("" if reset else " (peak not reset)")
     model = entry.build().to(dev)
     model_kb = (_status_kb("VmRSS") or 0) - base_kb if dev.type == "cpu" else None
-    times = measure_train_steps(model, batch, size, reps, warmup, dev, after_warmup, amp)
+    times = measure_train_steps(model, batch, size, reps, warmup, dev, after_warmup, amp, compile)
     if dev.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(dev) / 2**20
         model_mb = None
@@ -82,8 +89,10 @@ def run_child(
         "batch": batch,
         "size": size,
         "amp": amp,
+        "compile": compile,
         "times_ms": times,
         **summarize(times),
+        "images_per_s": 1e3 * batch / summarize(times)["median_ms"],
         "peak_mb": peak_mb,
         "model_mb": model_mb,
         "params_m": params / 1e6,
@@ -103,6 +112,7 @@ def child_main(args) -> int:
         args.warmup,
         args.device,
         args.train_amp,
+        args.train_compile,
     )
     print(_RESULT_TAG + json.dumps(result), flush=True)
     return 0
@@ -113,7 +123,7 @@ def train_in_subprocess(name: str, args) -> dict:
     cmd = [sys.executable, "-m", "selecsls.tools.benchmark", "--_train-child", name]
     cmd += ["--train-batch", str(args.train_batch), "--train-size", str(args.train_size)]
     cmd += ["--reps", str(args.reps), "--warmup", str(args.warmup), "--device", args.device]
-    cmd += ["--train-amp", args.train_amp]
+    cmd += ["--train-amp", args.train_amp] + (["--train-compile"] if args.train_compile else [])
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
@@ -142,5 +152,6 @@ def measure_training(names: list[str], args, progress) -> list[dict]:
             kept = pooled[name]
             kept["times_ms"] += result["times_ms"]
             kept.update(summarize(kept["times_ms"]))
+            kept["images_per_s"] = 1e3 * kept["batch"] / kept["median_ms"]
             kept["peak_mb"] = max(kept["peak_mb"], result["peak_mb"])
     return [pooled[name] for name in names]

@@ -1,0 +1,39 @@
+"""The loader benchmark writes an ImageNet-layout folder of realistic JPEGs and drains the real
+training loader; no speed is asserted."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from selecsls.datasets.imagenet import ImageFolder
+from selecsls.tools.bench import loader
+
+
+def test_synthetic_imagenet_layout_is_photo_like(tmp_path):
+    total = loader.write_imagenet_layout(tmp_path, 12, classes=3)
+    files = sorted((tmp_path / "train").rglob("*.JPEG"))
+    assert len(files) == 12 and len({f.parent.name for f in files}) == 3
+    assert 40e3 < total / 12 < 250e3  # near ImageNet's ~110 kB, not a flat image's few kB
+    sizes = {cv2.imread(str(f)).shape[:2] for f in files}
+    allowed = {(h, w) for w, h in loader.TYPICAL_SIZES}
+    assert sizes <= allowed and len(sizes) > 1
+    assert len(ImageFolder(tmp_path / "train", lambda image: image)) == 12
+
+
+def test_loader_rate_and_a_too_small_folder(tmp_path):
+    loader.write_imagenet_layout(tmp_path, 12, classes=2)
+    rate = loader.loader_images_per_s(tmp_path, 0, 4, 32, 2, pin=False)
+    assert np.isfinite(rate) and rate > 0
+    with pytest.raises(ValueError, match="raise --images"):
+        loader.loader_images_per_s(tmp_path, 0, 8, 32, 2, pin=False)
+
+
+def test_cli_compares_the_loader_with_the_training_step(tmp_path, capsys):
+    argv = ["--images", "16", "--workers", "0", "--batch", "4", "--batches", "2", "--size", "32"]
+    argv += ["--consumer", "selecsls42", "--reps", "1", "--device", "cpu"]
+    assert loader.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "loader,  0 workers:" in out and "selecsls42 training step" in out
+    assert "bounds training" in out

@@ -1,0 +1,148 @@
+"""ImageNet loader throughput against what the training step consumes, in one run.
+
+    python -m selecsls.tools.bench.loader --images 2000 --workers 4 8 16 --batch 256
+    python -m selecsls.tools.bench.loader --workers 16 --batch 256 --consumer selecsls60 \
+        --device cuda
+
+Writes synthetic JPEGs in the ImageNet layout (root/train/<class>/*.JPEG) at ImageNet's typical
+sizes and file sizes (most photos 500 px on the long side, a few smaller or larger; about
+110 kB each at quality 90), then drains the training DataLoader exactly as the classification
+task builds it (`ImageFolder` + `TrainTransform`: JPEG decode, random resized crop, flip, colour
+jitter; uint8 batches, pinned on CUDA) with each worker count, after a warm-up batch per worker.
+With --consumer the same run times that model's training step at the batch size (bf16
+channels_last, `measure_train_steps`) and says which side bounds training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from selecsls.datasets.imagenet import ImageFolder, collate
+from selecsls.datasets.transforms import TrainTransform
+
+# (width, height) of typical ImageNet train photos and how often they occur (roughly: ~75% are
+# 500 px on the long side, landscape before portrait; the rest smaller or larger)
+TYPICAL_SIZES = ((500, 375), (500, 333), (375, 500), (500, 400), (333, 500), (640, 480), (300, 225))
+SIZE_WEIGHTS = (0.35, 0.15, 0.1, 0.1, 0.05, 0.15, 0.1)
+
+
+def synthetic_photo(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8 with a photo's mix of smooth areas and texture: blurred colour blobs plus
+    fine noise, so JPEG sizes (and decode work) land near real photos' rather than a flat
+    image's few kB."""
+    coarse = rng.integers(0, 256, (max(height // 24, 2), max(width // 24, 2), 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+    image += rng.integers(-28, 29, image.shape, dtype=np.int16)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_imagenet_layout(root: Path, count: int, classes: int = 10, seed: int = 0) -> int:
+    """`count` JPEGs under root/train/<class>/ (class folders n0..); returns their total bytes."""
+    rng = np.random.default_rng(seed)
+    total = 0
+    for i in range(count):
+        folder = root / "train" / f"n{i % classes:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        width, height = TYPICAL_SIZES[rng.choice(len(TYPICAL_SIZES), p=SIZE_WEIGHTS)]
+        ok, data = cv2.imencode(
+            ".JPEG", synthetic_photo(rng, width, height), [cv2.IMWRITE_JPEG_QUALITY, 90]
+        )
+        if not ok:
+            raise RuntimeError("OpenCV could not encode a JPEG")
+        (folder / f"img_{i:06d}.JPEG").write_bytes(data.tobytes())
+        total += len(data)
+    return total
+
+
+def loader_images_per_s(
+    root: Path, workers: int, batch: int, size: int, batches: int, pin: bool
+) -> float:
+    """Images/s the training loader delivers with `workers` processes (after a warm-up round)."""
+    dataset = ImageFolder(root / "train", TrainTransform(size))
+    loader = DataLoader(
+        dataset,
+        batch,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin,
+        drop_last=True,
+        persistent_workers=False,
+    )
+    warmup = max(workers, 1)  # every worker has started and produced one batch
+    if len(loader) < warmup + batches:
+        raise ValueError(
+            f"{len(dataset)} images give {len(loader)} batches of {batch}; need "
+            f"{warmup + batches} ({warmup} warm-up): raise --images or lower --batch"
+        )
+    seen, start = 0, None
+    for index, data in enumerate(loader):
+        if index == warmup:
+            start = time.perf_counter()
+        elif index > warmup:
+            seen += len(data["images"])
+        if index == warmup + batches:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def consumer_images_per_s(name: str, batch: int, size: int, device: str, reps: int) -> float:
+    """Images/s of `name`'s bf16 channels_last training step at this batch (benchmark models)."""
+    from selecsls.tools.bench.models import resolve_model
+    from selecsls.tools.bench.timing import measure_train_steps, summarize
+
+    dev = torch.device(device)
+    torch.backends.cudnn.benchmark = True
+    model = resolve_model(name).build().to(dev)
+    times = measure_train_steps(model, batch, size, reps, 2, dev, amp="bf16")
+    return 1e3 * batch / summarize(times)["median_ms"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=1200, help="synthetic JPEGs written")
+    p.add_argument("--workers", type=int, nargs="+", default=[2], help="loader worker counts")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--size", type=int, default=224, help="training crop")
+    p.add_argument("--batches", type=int, default=8, help="timed batches per worker count")
+    p.add_argument("--consumer", help="also time this model's training step (benchmark names)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--reps", type=int, default=5, help="timed training steps (--consumer)")
+    p.add_argument("--root", help="existing ImageNet-layout folder (default: a temporary one)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(args.root) if args.root else Path(folder)
+        if not args.root:
+            total = write_imagenet_layout(root, args.images)
+            print(
+                f"{args.images} synthetic JPEGs, {total / args.images / 1e3:.0f} kB each on average"
+            )
+        pin = args.device.startswith("cuda")
+        rates = {}
+        for workers in args.workers:
+            rates[workers] = loader_images_per_s(
+                root, workers, args.batch, args.size, args.batches, pin
+            )
+            print(f"loader, {workers:2d} workers: {rates[workers]:8.0f} images/s "
+                  f"(batch {args.batch}, {args.size} px)")  # fmt: skip
+    if args.consumer:
+        used = consumer_images_per_s(args.consumer, args.batch, args.size, args.device, args.reps)
+        best = max(rates.values())
+        print(f"{args.consumer} training step (bf16, channels_last, {args.device}): "
+              f"{used:.0f} images/s")  # fmt: skip
+        bound = "the loader" if best < used else "the training step"
+        print(f"best loader / step: {best / used:.2f}x: {bound} bounds training")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
