@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # release that install_requires admits.
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo demo-paf quickstart2d digits info test format clean-venv
+.PHONY: demo demo-paf quickstart2d digits info test format gpu-wheels clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,17 @@ test: $(VENV)/.installed
 format: $(VENV)/.installed
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# Wheels a lent GPU machine's image lacks (Python 3.12 there), into .whl (git-ignored here via
+# .git/info/exclude), for `python -m selecsls.tools.bench.gpu_suite` there; packages the image
+# already has are dropped, since two versions of one break the install there.
+GPU_WHEEL_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64,--platform $(p))
+gpu-wheels:
+	grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
+	$(PYTHON) -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(GPU_WHEEL_PLATFORMS) -d .whl pycocotools albumentations==2.0.8
+	cd .whl && rm -f numpy-* opencv_python* pyyaml-* PyYAML-* scipy-* typing_extensions-*
+	ls .whl
 
 clean-venv:
 	rm -rf $(VENV)

@@ -9,6 +9,8 @@ decoder's `Peaks`, in the same order, so `group_people` consumes them unchanged.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -100,7 +102,7 @@ def _numpy_order(cell: Tensor, valid: Tensor, total: Tensor, top_k: int) -> tupl
     fits = (total <= top_k)[:, None, None]
     slot = torch.arange(top_k, device=cell.device)
     # invalid slots sort after every real cell index and keep their relative order
-    raster_key = torch.where(valid, cell, cell.new_tensor(1 << 40) + slot)
+    raster_key = torch.where(valid, cell, slot + (1 << 40))  # a scalar: no host-to-device copy
     _, order = raster_key.sort(dim=2)
     return (
         torch.where(fits, cell.gather(2, order), cell),
@@ -176,8 +178,8 @@ def score_limbs_torch(
     """
     pafs = pafs.to(torch.float32)
     n, _, h, w = pafs.shape
-    start_kind = torch.tensor([a for a, _ in limbs], device=xy.device)
-    end_kind = torch.tensor([b for _, b in limbs], device=xy.device)
+    start_kind = device_constant(tuple(a for a, _ in limbs), xy.device)
+    end_kind = device_constant(tuple(b for _, b in limbs), xy.device)
     start = xy[:, start_kind][:, :, :, None, :]  # (N, L, T, 1, 2)
     end = xy[:, end_kind][:, :, None, :, :]  # (N, L, 1, T, 2)
     pair_valid = valid[:, start_kind][..., :, None] & valid[:, end_kind][..., None, :]
@@ -198,9 +200,19 @@ def score_limbs_torch(
     return score, count.to(torch.float64) / samples, pair_valid
 
 
+@functools.lru_cache(maxsize=64)
+def device_constant(values: tuple[int, ...], device: torch.device) -> Tensor:
+    """An int64 tensor of `values` on `device`, made once: a tensor built from Python data is a
+    host-to-device copy, which a CUDA graph capture forbids; the warm-up before the capture
+    makes it, the capture reuses it."""
+    return torch.tensor(values, dtype=torch.int64, device=device)
+
+
+@functools.lru_cache(maxsize=64)
 def _steps(samples: int, device: torch.device) -> Tensor:
     """(S,) float32 fractions 0..1, rounded like np.linspace(0, 1, S, dtype=float32) (float64
-    products, the last set to 1, then cast), so the sample points round to the same cells."""
+    products, the last set to 1, then cast), so the sample points round to the same cells.
+    Cached like `device_constant` (the result is only read)."""
     steps = torch.arange(samples, dtype=torch.float64, device=device) * (1.0 / max(samples - 1, 1))
     if samples > 1:
         steps[-1] = 1.0

@@ -296,7 +296,7 @@ def print_end_to_end(
         print(f"  {mode} / sequential: {np.median(fps[mode]) / base:.2f}x")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default="selecsls60")
     p.add_argument("--width", type=float, default=1.0, help="backbone width multiplier")
@@ -311,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=5, help="alternated end-to-end runs per mode (medians)"
     )
     p.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda asked for, but torch sees no CUDA device")

@@ -107,7 +107,7 @@ def consumer_images_per_s(name: str, batch: int, size: int, device: str, reps: i
     return 1e3 * batch / summarize(times)["median_ms"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=1200, help="synthetic JPEGs written")
     p.add_argument("--workers", type=int, nargs="+", default=[2], help="loader worker counts")
@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--reps", type=int, default=5, help="timed training steps (--consumer)")
     p.add_argument("--root", help="existing ImageNet-layout folder (default: a temporary one)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(args.root) if args.root else Path(folder)

@@ -1,0 +1,147 @@
+"""Every GPU measurement docs/benchmarks.md quotes, in one run that fits a time budget.
+
+A lent GPU machine gives a session a few minutes in all, so the measurements run as one prepared
+command, most important first; a step that would not fit in the time left is skipped and listed.
+Here, once per checkout (wheels for the GPU image's Python 3.12; the image has torch, numpy,
+OpenCV and SciPy, not pycocotools or albumentations):
+
+    make gpu-wheels
+
+Then on the GPU machine, from the repository root, with `.whl` carried:
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && \
+    mkdir -p /tmp/pkg && ln -sfn "$PWD" /tmp/pkg/selecsls && \
+    PYTHONPATH=/tmp/site:/tmp/pkg PYTHONUNBUFFERED=1 \
+    python3 -m selecsls.tools.bench.gpu_suite --budget 420 --out "$OUT"
+
+    python -m selecsls.tools.bench.gpu_suite --dry-run      # print the steps, run nothing
+
+Writes everything to OUT/gpu_suite.log, the forward timings to OUT/forward.json and each step's
+status and seconds to OUT/summary.json (three files: the device tool returns at most eight).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TRAIN = ["-m", "selecsls.tools.benchmark", "--device", "cuda", "--train-only", "--quiet"]
+TRAIN += ["--reps", "10", "--warmup", "3", "--train-amp", "bf16"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One measurement: `python <argv>`, expected to take about `estimate_s` on an H200."""
+
+    name: str
+    argv: tuple[str, ...]
+    estimate_s: float
+
+
+def steps(out: str) -> list[Step]:
+    """The measurements, most important first (issue #23's figures)."""
+    forward = ["-m", "selecsls.tools.benchmark", "--device", "cuda", "--quiet"]
+    forward += ["--models", "selecsls60", "resnet50", "--modes", "deploy", "fp16", "graph"]
+    forward += ["--sizes", "224", "400", "512", "--batches", "1", "16", "--reps", "20"]
+    forward += ["--warmup", "5", "--json", f"{out}/forward.json"]
+    demo = ["-m", "selecsls.tools.bench.demo", "--device", "cuda", "--no-onnx", "--frames", "100"]
+    demo += ["--threads", "4", "--rounds", "3"]
+    tests = ["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_graph_runner.py"]
+    tests += ["tests/test_peaks_torch.py", "tests/test_benchmark.py", "-k", "cuda or graph"]
+    loader = ["-m", "selecsls.tools.bench.loader", "--images", "3200", "--workers", "8", "16"]
+    loader += ["--batch", "128", "--consumer", "selecsls60", "--device", "cuda"]
+    found = [
+        Step("cuda tests (graph capture equals eager)", tuple(tests), 40),
+        Step("demo stages and end-to-end fps, graph vs eager", tuple(demo), 90),
+        Step("forward: seed table with the graph mode", tuple(forward), 90),
+    ]
+    for batch in (64, 128, 256):
+        argv = [*TRAIN, "--models", "selecsls60", "resnet50", "--train-batch", str(batch)]
+        found.append(Step(f"train 224 px batch {batch}", (*argv, "--train-size", "224"), 40))
+    for batch in (64, 128):
+        argv = [*TRAIN, "--models", "pose:selecsls60", "pose:resnet50", "--train-size", "368"]
+        argv += ["--train-batch", str(batch)]
+        found.append(Step(f"train 368 px xnect2d batch {batch}", tuple(argv), 45))
+    found.append(Step("ImageNet loader vs the training step", tuple(loader), 80))
+    compiled = [*TRAIN, "--models", "selecsls60", "resnet50", "--train-batch", "128"]
+    found.append(Step("train 224 px batch 128 compiled", (*compiled, "--train-compile"), 150))
+    return found
+
+
+def run_step(step: Step, seconds: float, log) -> dict:
+    """Run one step with a timeout, its output appended to `log`; -> its summary record."""
+    command = [sys.executable, *step.argv]
+    log.write(f"\n## {step.name}\n$ {' '.join(command[1:])}\n")
+    log.flush()
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, timeout=seconds, env=os.environ.copy()
+        )
+        status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
+    except subprocess.TimeoutExpired:
+        status = f"timed out after {seconds:.0f} s"
+    elapsed = time.perf_counter() - start
+    log.write(f"-- {step.name}: {status} in {elapsed:.0f} s\n")
+    log.flush()
+    return {"step": step.name, "status": status, "seconds": round(elapsed, 1)}
+
+
+def run_all(budget: float, out: Path) -> list[dict]:
+    """Run the steps in order while they fit the budget; the rest are recorded as skipped."""
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = time.perf_counter() + budget
+    records = []
+    with open(out / "gpu_suite.log", "a") as log:
+        log.write(environment())
+        for step in steps(str(out)):
+            left = deadline - time.perf_counter()
+            if left < step.estimate_s:
+                records.append({"step": step.name, "status": f"skipped ({left:.0f} s left)"})
+                continue
+            records.append(run_step(step, left, log))
+            print(f"{records[-1]['step']}: {records[-1]['status']}", flush=True)
+    (out / "summary.json").write_text(json.dumps(records, indent=1) + "\n")
+    return records
+
+
+def environment() -> str:
+    """The machine and library versions, for the log's head."""
+    import torch
+
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+    return f"# {gpu}, torch {torch.__version__}, {os.cpu_count()} CPUs, {time.ctime()}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", type=float, default=420, help="seconds for all steps together")
+    p.add_argument("--out", default="gpu_results", help="folder for the log and JSON files")
+    p.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
+    args = p.parse_args(argv)
+    if args.dry_run:
+        total = 0.0
+        for step in steps(args.out):
+            total += step.estimate_s
+            print(f"{step.name} (~{step.estimate_s:.0f} s): python {' '.join(step.argv)}")
+        print(f"about {total:.0f} s in all; --budget {args.budget:.0f}")
+        return 0
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_suite: error: torch sees no CUDA device", file=sys.stderr)
+        return 2
+    records = run_all(args.budget, Path(args.out))
+    failed = [r for r in records if r["status"] != "ok"]
+    print(f"{len(records) - len(failed)} of {len(records)} steps ok; see {args.out}/gpu_suite.log")
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
