@@ -185,3 +185,29 @@ def test_euler_angles_round_trip_and_stay_continuous():
     angles = np.array(angles)
     assert np.abs(np.diff(angles, axis=0)).max() < np.radians(10)
     assert np.allclose(from_euler_zxy(angles), spin, atol=1e-9)
+
+
+def test_foot_contact_keeps_a_standing_foot_from_sliding_on_noisy_input():
+    # a person standing still, seen with Stage II-like noise (50 mm per coordinate per frame)
+    still = make_sequence(seed=2, frames=40, people=1)["people"][0]["joints"][0]
+    rng = np.random.default_rng(0)
+    inputs = still + rng.normal(scale=50.0, size=(80, 21, 3))
+    feet = [NAME["left_foot"], NAME["right_foot"]]
+    slide = {}
+    for name, weights in (("pinned", FitWeights()), ("free", FitWeights(w_contact=0.0))):
+        fitter = SkeletonFitter(rescale_frames=5, weights=weights)
+        fitted = np.array([fitter.update([1], frame[None]).joints[0] for frame in inputs])
+        steps = np.linalg.norm(np.diff(fitted[20:, feet], axis=0), axis=-1)  # after settling
+        slide[name] = float(steps.mean())
+    assert slide["pinned"] < 0.6 * slide["free"], slide
+
+
+def test_the_contact_pin_lets_go_of_a_foot_that_really_moves():
+    # exact input: the jitter is tiny, so the pin releases at once and the fit follows the truth
+    fitter = SkeletonFitter(rescale_frames=5)
+    track_errors = []
+    for _, ids, joints in frames_of(make_sequence(seed=5, frames=40, people=1)):
+        result = fitter.update(ids, joints)
+        feet = [NAME["left_foot"], NAME["right_foot"]]
+        track_errors.append(np.linalg.norm(result.joints[:, feet] - joints[:, feet], axis=-1))
+    assert np.mean(np.concatenate(track_errors[10:])) < 5.0

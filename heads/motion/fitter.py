@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..skeletons import JOINTS21_NAMES
 from .bones import BadSkeletonError, BoneEstimator, mean_skeleton
 from .kinematics import DRIVEN, NUM_JOINTS, PARENTS, RIGID, ROOT, Pose, forward_kinematics
 from .rotations import kabsch
 from .solver import FitWeights, FrameInputs, solve_frame
 
 _CHILDREN = [np.flatnonzero(j == PARENTS) for j in range(NUM_JOINTS)]
+FEET = [JOINTS21_NAMES.index(name) for name in ("left_foot", "right_foot")]  # foot contact
 
 
 @dataclass
@@ -32,6 +34,19 @@ class Track:
     pose: Pose | None = None
     history: list[np.ndarray] = field(default_factory=list)  # last fitted (21, 3), newest last
     frames: int = 0
+    inputs: list[np.ndarray] = field(default_factory=list)  # last two input (21, 3) joints
+    jitter: float | None = None  # running mean of the input's per-frame acceleration (mm)
+
+    def add_input(self, joints: np.ndarray) -> None:
+        """Remember an input frame and update the input's jitter: how far the input moves from
+        its own constant-velocity prediction, which on noisy input is mostly the noise."""
+        if len(self.inputs) == 2:
+            accel = np.linalg.norm(joints - 2 * self.inputs[1] + self.inputs[0], axis=-1)
+            accel = accel[np.isfinite(accel)]
+            if len(accel):
+                value = float(np.mean(accel))
+                self.jitter = value if self.jitter is None else 0.8 * self.jitter + 0.2 * value
+        self.inputs = (self.inputs + [joints])[-2:]
 
 
 @dataclass
@@ -128,6 +143,7 @@ class SkeletonFitter:
             del self.tracks[i]
         for i in kept.difference(ids).intersection(self.tracks):
             self.tracks[i].history = []
+            self.tracks[i].inputs = []
         data = self._inputs(ids, joints3d, conf3d, points2d, f, c)
         for person, i in enumerate(ids):
             track = self.tracks.setdefault(
@@ -184,6 +200,7 @@ class SkeletonFitter:
             track = self.tracks[ids[person]]
             track.pose = pose.take([person])
             track.history = (track.history + [joints[person]])[-2:]
+            track.add_input(np.where(data.conf3d[person, :, None] > 0, joints3d[person], np.nan))
             track.frames += 1
         return FitResult(ids, joints, pose, offsets, ended, frames)
 
@@ -201,6 +218,8 @@ class SkeletonFitter:
         predicted = np.zeros((count, NUM_JOINTS, 3))
         has_prediction = np.zeros(count)
         depth_prev = np.full(count, np.nan)
+        contact = np.zeros((count, NUM_JOINTS))
+        anchor = np.zeros((count, NUM_JOINTS, 3))
         for person, i in enumerate(ids):
             track = self.tracks.get(i)
             if track is None or not track.history:
@@ -210,19 +229,36 @@ class SkeletonFitter:
             predicted[person] = 2 * last - previous  # constant velocity
             has_prediction[person] = 1.0
             depth_prev[person] = track.pose.root[0, 2]
+            anchor[person] = last
+            if len(track.history) > 1 and track.jitter is not None:
+                contact[person] = self._contact(track, joints3d[person], last, previous)
         return FrameInputs(
             np.nan_to_num(joints3d), conf, np.nan_to_num(points[..., :2]), conf2d,
             np.broadcast_to(np.asarray(1.0 if f is None else f, np.float64), (2,)),
             np.broadcast_to(np.asarray(0.0 if c is None else c, np.float64), (2,)),
-            predicted, has_prediction, depth_prev,
+            predicted, has_prediction, depth_prev, contact, anchor,
         )  # fmt: skip
+
+    def _contact(self, track: Track, joints, last, previous) -> np.ndarray:
+        """(21,) foot-contact weights (`solver`'s term): a foot whose fitted speed was under
+        `contact_speed` stands; its pin lets go as the input foot moves away from where it
+        stood by more than the input's own jitter explains (x `contact_release`), so exact
+        input is followed at once and noisy input cannot slide a standing foot."""
+        w = self.weights
+        contact = np.zeros(NUM_JOINTS)
+        speed = np.linalg.norm(last[FEET] - previous[FEET], axis=-1)
+        away = np.linalg.norm(joints[FEET] - last[FEET], axis=-1)
+        scale = max(w.contact_release * track.jitter, 1.0)
+        release = np.where(np.isfinite(away), 1.0 / (1.0 + (away / scale) ** 2), 1.0)
+        contact[FEET] = (speed < w.contact_speed) * release
+        return contact
 
 
 def _take(data: FrameInputs, index: np.ndarray) -> FrameInputs:
     """The inputs of the people `index`."""
     per_person = ("joints3d", "conf3d", "points2d", "conf2d", "predicted", "has_prediction",
-                  "depth_prev")  # fmt: skip
-    values = {k: getattr(data, k)[index] for k in per_person}
+                  "depth_prev", "contact", "anchor")  # fmt: skip
+    values = {k: None if getattr(data, k) is None else getattr(data, k)[index] for k in per_person}
     return FrameInputs(f=data.f, c=data.c, **values)
 
 

@@ -9,7 +9,12 @@ Energy per person (every residual in millimetres, or radians for the limits):
   second frame;
 - limits: w_limits * (how far each joint angle lies outside its range, `limits`);
 - root depth: w_depth * (z_root - z_root[t-1]), as XNect penalises depth jumps (depth is the
-  worst-determined coordinate of a monocular estimate).
+  worst-determined coordinate of a monocular estimate);
+- foot contact: w_contact * c_j * (x_j - x_j[t-1]) for a foot the caller marks as standing
+  (`fitter`: its fitted speed was under `contact_speed`; c_j falls from 1 as the input foot
+  moves away by more than `contact_release` x the input's jitter): the foot is pinned where it
+  stood, so per-frame input noise cannot slide it (the smoothness term alone only keeps its
+  velocity constant).
 The solve is warm-started (the caller passes the previous frame's pose) and runs a fixed
 number of Marquardt-damped Gauss-Newton steps with an analytic position Jacobian (`kinematics`).
 """
@@ -47,6 +52,9 @@ class FitWeights:
     w_smooth: float = 1.0
     w_limits: float = 2000.0
     w_depth: float = 0.5
+    w_contact: float = 5.0
+    contact_speed: float = 35.0  # mm/frame: a fitted foot slower than this stands (1 m/s at 30 fps)
+    contact_release: float = 1.5  # x the input jitter (mm): this far from the pin halves it
     iterations: int = 3
     first_iterations: int = 12
     damping: float = 1e-3
@@ -57,7 +65,8 @@ class FrameInputs:
     """One frame's inputs for P people: joints3d (P, 21, 3) camera mm and conf3d (P, 21) (0 =
     missing); points2d (P, 21, 2) pixels and conf2d (P, 21); f, c (2,) intrinsics; predicted
     (P, 21, 3) joints the smoothness term pulls towards and has_prediction (P,) weights (0 on a
-    track's first frame); depth_prev (P,) last root depth (NaN: none)."""
+    track's first frame); depth_prev (P,) last root depth (NaN: none); contact (P, 21) 1 for a
+    standing foot, pinned to anchor (P, 21, 3), its last fitted position (None: no contact)."""
 
     joints3d: np.ndarray
     conf3d: np.ndarray
@@ -68,6 +77,8 @@ class FrameInputs:
     predicted: np.ndarray
     has_prediction: np.ndarray
     depth_prev: np.ndarray
+    contact: np.ndarray | None = None
+    anchor: np.ndarray | None = None
 
 
 class _Terms:
@@ -80,6 +91,11 @@ class _Terms:
         ws = (w.w_smooth**2) * data.has_prediction[:, None]  # (P, 1)
         self.a = w3 + ws  # (P, 21)
         self.target = w3[..., None] * data.joints3d + ws[..., None] * data.predicted
+        self.wc = None
+        if data.contact is not None and data.contact.any():  # one more pull per joint: folded in
+            self.wc = (w.w_contact**2) * data.contact  # (P, 21)
+            self.a = self.a + self.wc
+            self.target = self.target + self.wc[..., None] * data.anchor
         self.w3, self.ws = w3, ws[:, 0]
         self.rows3 = np.repeat(self.a, 3, axis=1)[..., None]  # (P, 63, 1)
         self.w2 = (w.w2d * data.conf2d) ** 2  # (P, 21)
@@ -147,6 +163,8 @@ def _energy(pose: Pose, joints, data: FrameInputs, w: FitWeights, angles=None, t
     terms = terms or _Terms(data, w)
     e = (terms.w3 * ((joints - data.joints3d) ** 2).sum(-1)).sum(-1)
     e += terms.ws * ((joints - data.predicted) ** 2).sum((1, 2))
+    if terms.wc is not None:
+        e += (terms.wc * ((joints - data.anchor) ** 2).sum(-1)).sum(-1)
     if terms.has2d:
         e += (terms.w2 * (_reprojection(joints, data)[1] ** 2).sum(-1)).sum(-1)
     if angles is None:
