@@ -10,7 +10,14 @@ from selecsls.datasets.synthetic_people import render_image
 from selecsls.heads.skeletons import JOINTS21_NAMES
 from selecsls.tools.realtime.sources import ImageFolder, ReadAhead, VideoCapture, open_source
 from selecsls.tools.realtime.tracking import OneEuroFilter, Tracker, similarity_matrix
-from selecsls.tools.visualization.draw import colour_of, compose, draw_person, draw_pose3d_panel
+from selecsls.tools.visualization.draw import (
+    colour_of,
+    compose,
+    draw_fps,
+    draw_person,
+    draw_pose3d_panel,
+    fitted_scale,
+)
 
 # ----------------------------------------------------------------------------- One-Euro
 
@@ -192,3 +199,19 @@ def test_draw_person_and_3d_panel():
     empty = draw_pose3d_panel([], (160, 200))
     assert not (np.abs(empty.astype(int) - colour_of(1)).sum(-1) < 60).any()
     assert compose(np.zeros((100, 150, 3), np.uint8), panel).shape == (100, 230, 3)
+
+
+def test_banner_and_panel_title_fit_narrow_frames():
+    text = "2 people  3D: Stage II lifting + skeleton fit"
+    for width in (640, 240, 120):
+        image = np.zeros((120, width, 3), np.uint8)
+        draw_fps(image, 29.7, text)
+        banner = image[:30] > 0  # the black box's text: white pixels
+        columns = np.flatnonzero(banner.any((0, 2)))
+        assert len(columns) and columns.max() < width - 4, width  # the last letter is inside
+        panel = draw_pose3d_panel([], (width, 120), title=text)
+        lit = np.flatnonzero((panel[:30] > 32).any((0, 2)))
+        assert lit.max() < width - 4, width
+    wide = np.zeros((120, 640, 3), np.uint8)
+    draw_fps(wide, 29.7, "2 people")
+    assert fitted_scale("2 people", 0.5, 600) == 0.5  # short labels keep their size

@@ -72,13 +72,21 @@ def draw_people(
     return image
 
 
+def fitted_scale(text: str, scale: float, max_width: int) -> float:
+    """`scale`, shrunk so that `text` (with its outline) is at most `max_width` pixels wide:
+    a narrow frame or panel shows the whole label smaller rather than cut off."""
+    thickness = max(1, round(scale * 2))
+    width = cv2.getTextSize(text, FONT, scale, thickness + 2)[0][0]
+    return scale if width <= max_width else scale * max(max_width, 1) / width
+
+
 def draw_fps(image: np.ndarray, fps: float, extra: str = "") -> np.ndarray:
     """FPS counter (and optional extra text) in the top left corner, in place; "-- fps" until
     there is a rate to show (fps 0: the first frame has no interval yet)."""
-    scale = 0.5 * _line_width(image)
-    thickness = max(1, round(scale * 2))
     rate = f"{fps:.1f}" if fps > 0 else "--"
     text = f"{rate} fps {extra}".rstrip()
+    scale = fitted_scale(text, 0.5 * _line_width(image), image.shape[1] - 12)
+    thickness = max(1, round(scale * 2))
     (width, height), base = cv2.getTextSize(text, FONT, scale, thickness)
     cv2.rectangle(image, (0, 0), (width + 12, height + base + 10), (0, 0, 0), -1)
     cv2.putText(image, text, (6, height + 5), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
@@ -115,7 +123,7 @@ def draw_pose3d_panel(
     """
     width, height = size
     panel = np.full((height, width, 3), 32, np.uint8)
-    _label(panel, title, (8, 20), (200, 200, 200), 0.5)
+    _label(panel, title, (8, 20), (200, 200, 200), fitted_scale(title, 0.5, width - 16))
     poses = [(i, np.asarray(j, np.float64)) for i, j in poses]
     poses = [(i, j) for i, j in poses if np.isfinite(j).all(-1).any()]
     if not poses:
