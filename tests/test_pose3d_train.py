@@ -306,3 +306,36 @@ def test_2d_only_coco_people_mix_into_stage1_training(tmp_path, synthetic):
     assert (coco_batch["heatmap_mask"] == 1).all()  # COCO people: every type labellable
     assert train([str(config), *overrides, "run.max_steps_per_epoch=2"]) == 0
     assert float(read_summary(tmp_path / "stage1")[0]["train_loss"]) > 0
+
+
+def test_stage2_on_a_centre3d_stage1(tmp_path, synthetic):
+    # Stage I with the centre + offset 2D head: Stage II trains on it, both input kinds, and the
+    # checkpoint is a complete centre3d + lifting model whose Stage I stayed frozen
+    torch.manual_seed(0)
+    stage1 = save_model(
+        build_model({"backbone": "selecsls42b", "heads": {"centre3d": {}}}), tmp_path / "c3d.pt"
+    )
+    config = lifting_config(tmp_path, synthetic, stage1)
+    task, _ = load_experiment(config, FAST)
+    assert task.head == "centre2d" and type(task.codec).__name__ == "CentreCodec"
+    for inputs in ("ground_truth", "stage1"):
+        overrides = [f"data.inputs={inputs}", "data.batch_size=4", "schedule.epochs=1"]
+        assert train([str(config), *overrides, "eval.every=1", *FAST]) == 0, inputs
+    path = tmp_path / "stage2" / "best.pt"
+    model = load_model(path)
+    assert set(model.heads) == {"centre3d", "lifting"} and find_lifting(model) is not None
+    first = torch.load(stage1, weights_only=True)["state_dict"]
+    for key, value in model.state_dict().items():
+        if not key.startswith("heads.lifting."):
+            assert torch.equal(value, first[key]), key
+    metrics = torch.load(path, weights_only=True)["metrics"]
+    assert "lift_mpjpe" in metrics and "readout_pck" in metrics
+
+
+def test_stage2_refuses_a_2d_only_stage1(tmp_path, synthetic):
+    stage1 = save_model(
+        build_model({"backbone": "selecsls42b", "heads": {"centre2d": {}}}), tmp_path / "c2d.pt"
+    )
+    task, _ = load_experiment(lifting_config(tmp_path, synthetic, stage1), FAST)
+    with pytest.raises(ValueError, match="not a Stage I checkpoint .heads: centre2d"):
+        task.build_model()

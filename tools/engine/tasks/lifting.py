@@ -1,7 +1,8 @@
 """XNect Stage II ("lifting"): the per-person LiftingNet trained on top of a frozen Stage I.
 
-The model is a Stage I checkpoint's network (model.stage1; its weights frozen) plus a "lifting"
-head holding the LiftingNet, so every checkpoint is a complete Stage I + II model:
+The model is a Stage I checkpoint's network (model.stage1, with either 2D head: "xnect3d" or
+"centre3d", whose codec then decodes its people; its weights frozen) plus a "lifting" head
+holding the LiftingNet, so every checkpoint is a complete Stage I + II model:
 `heads.load_model(path)` rebuilds both and
 `heads.pose3d.people.predict_people3d(..., lifting=...)` (or
 `heads.pose3d.lifting.find_lifting(model)`) applies Stage II to every detected person.
@@ -33,6 +34,7 @@ from selecsls.backbones import canonical_name
 from selecsls.datasets.mix3d import Multi3DPeople
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads import build_model
+from selecsls.heads.pose2d.registry import STAGE1_HEADS, head_of
 from selecsls.heads.pose3d.lifting import find_lifting, lifting_loss
 from selecsls.heads.weights import read_model_file
 
@@ -43,6 +45,7 @@ from .lifting_data import evaluate_lifting, ground_truth_batch, stage1_batch
 from .pose2d import parse_size
 from .pose3d import BEST_CHOICES, Pose3DTask, pose3d_schema
 from .pose3d_data import data_paths_exist, load_stage1_weights, multi3d_train_set
+from .pose3d_eval import make_codecs
 
 _STAGE1_ONLY = ("coco_json", "coco_images", "coco_repeat", "train_repeat")
 
@@ -89,6 +92,10 @@ class LiftingTask(Pose3DTask):
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(config)
         self.has_stage1 = bool(config["model"]["stage1"])
+        stage1 = config["model"]["stage1"]
+        if stage1 and os.path.isfile(stage1):  # decode with the Stage I's own 2D head's codec
+            self.head = head_of(read_model_file(stage1)[1])
+            self.codec, self.codec3d = make_codecs(config["codec"], self.head)
         best = config["eval"]["best"]
         if best == "auto":
             best = "pck" if self.has_stage1 else "lift_pck"
@@ -127,10 +134,15 @@ class LiftingTask(Pose3DTask):
         stage1 = self.config["model"]["stage1"]
         if stage1:
             _, config = read_model_file(stage1)
-            if config is None or "xnect3d" not in (config.get("heads") or {}):
-                raise ValueError(f"model.stage1: {stage1} is not a Stage I (xnect3d) checkpoint")
+            heads = (config or {}).get("heads") or {}
+            name = next((h for h in STAGE1_HEADS.values() if h in heads), None)
+            if name is None:
+                raise ValueError(
+                    f"model.stage1: {stage1} is not a Stage I checkpoint (heads: "
+                    f"{', '.join(heads) or 'none'}; one of {', '.join(STAGE1_HEADS.values())})"
+                )
             config = copy.deepcopy(config)
-            config["heads"] = {"xnect3d": config["heads"]["xnect3d"], "lifting": {}}
+            config["heads"] = {name: config["heads"][name], "lifting": {}}
         else:  # no Stage I: only the lift_* metrics mean anything
             backbone = canonical_name(self.config["model"]["backbone"])
             config = {"backbone": backbone, "heads": {"xnect3d": {}, "lifting": {}}}

@@ -11,7 +11,6 @@ from torch import nn
 
 from selecsls.datasets.synthetic_people import FACE_FACING_MIN
 from selecsls.datasets.synthetic_render import facing_camera
-from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose3d.codec import Pose3DCodec
 from selecsls.heads.pose3d.geometry import project
 from selecsls.heads.pose3d.lifting import inputs_from_ground_truth, lift_people, lifting_targets
@@ -91,19 +90,22 @@ def random_yaw(
 
 
 def stage1_batch(
-    model: nn.Module, batch: dict[str, Any], codec: Pose2DCodec, codec3d: Pose3DCodec
+    model: nn.Module, batch: dict[str, Any], codec: Any, codec3d: Pose3DCodec
 ) -> dict[str, torch.Tensor]:
     """The frozen Stage I's people on the batch's images (eval mode, no gradient), matched to the
-    3D ground truth (`pose3d.stage2_training_pairs`) -> the same keys as ground_truth_batch."""
+    3D ground truth (`pose3d.stage2_training_pairs`) -> the same keys as ground_truth_batch.
+    codec: the 2D codec of the Stage I's 2D head (PAF or centre + offset)."""
     core = getattr(model, "module", model)
     core.backbone.eval()
-    core.heads["xnect3d"].eval()
+    for name, head in core.heads.items():
+        if name != "lifting":
+            head.eval()
     with torch.no_grad():
         outputs = core(batch["images"])
-    maps = {k: outputs[k].float().cpu() for k in ("heatmaps", "pafs", "locmaps")}
+    maps = {k: outputs[k].float().cpu() for k in (*codec.output_keys, "locmaps")}
     inputs, joints = [], []
-    for n in range(len(maps["heatmaps"])):
-        keypoints, _ = codec.decode(maps["heatmaps"][n], maps["pafs"][n])
+    for n in range(len(maps["locmaps"])):
+        keypoints, _ = codec.decode_outputs({k: v[n] for k, v in maps.items()})
         labelled = batch["has_3d"][n].numpy().astype(bool)
         pair = stage2_training_pairs(
             maps["locmaps"][n],

@@ -124,7 +124,8 @@ def train_datasets(task: Any) -> Dataset:
 def load_stage1_weights(model: nn.Module, source: str, key: str = "model.weights") -> str:
     """Initialise a Stage I model from a file or published name; returns what was loaded.
 
-    - a Stage I (or Stage I + II) checkpoint (keys `heads.xnect3d.*`): Stage I loads whole;
+    - a Stage I (or Stage I + II) checkpoint (keys `heads.xnect3d.*` or `heads.centre3d.*`):
+      Stage I loads whole;
     - a 2D checkpoint (keys `heads.xnect2d.*`, the pose2d task's): backbone + 2D branch, the 3D
       branch keeps its initialisation (`xnect3d.stage1_state_from_2d`);
     - an ImageNet file: the backbone only.
@@ -134,7 +135,7 @@ def load_stage1_weights(model: nn.Module, source: str, key: str = "model.weights
     state = {k: v for k, v in state.items() if not k.startswith("heads.lifting.")}
     if any(k.startswith("heads.xnect2d.") for k in state):
         state, kind = stage1_state_from_2d(state), "2D checkpoint (backbone + 2D branch)"
-    elif any(k.startswith("heads.xnect3d.") for k in state):
+    elif any(k.startswith(("heads.xnect3d.", "heads.centre3d.")) for k in state):
         kind = "Stage I checkpoint"
     else:
         backbone = {k: v for k, v in state.items() if k.startswith("backbone.")}
