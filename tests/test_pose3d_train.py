@@ -122,6 +122,18 @@ def test_stage2_ground_truth_training_lowers_mpjpe_on_held_out_poses(tmp_path, s
     assert after["lift_mpjpe"] < 0.8 * before["lift_mpjpe"], (before, after)
 
 
+def load_stage1_plus_2(path: Path, stage1: Path, head: str):
+    """The Stage I + II model at `path`; checks its heads and that Stage I stayed frozen (its
+    weights are the Stage I checkpoint's, bit for bit)."""
+    model = load_model(path)
+    assert set(model.heads) == {head, "lifting"} and find_lifting(model) is not None
+    first = torch.load(stage1, weights_only=True)["state_dict"]
+    for key, value in model.state_dict().items():
+        if not key.startswith("heads.lifting."):
+            assert torch.equal(value, first[key]), key
+    return model
+
+
 def test_stage1_plus_2_checkpoint_round_trips_and_evaluates(
     tmp_path, synthetic, stage1_run, capsys
 ):
@@ -129,13 +141,7 @@ def test_stage1_plus_2_checkpoint_round_trips_and_evaluates(
     config = lifting_config(tmp_path, synthetic, stage1)
     assert train([str(config), "schedule.epochs=1", "eval.every=1", *FAST]) == 0
     path = tmp_path / "stage2" / "best.pt"
-    model = load_model(path)
-    assert set(model.heads) == {"xnect3d", "lifting"} and find_lifting(model) is not None
-    # Stage I was frozen: its weights are the Stage I checkpoint's, bit for bit
-    first = torch.load(stage1, weights_only=True)["state_dict"]
-    for key, value in model.state_dict().items():
-        if not key.startswith("heads.lifting."):
-            assert torch.equal(value, first[key]), key
+    model = load_stage1_plus_2(path, stage1, "xnect3d")
     saved = torch.load(path, weights_only=True)
     for key, value in saved["state_dict"].items():
         assert torch.equal(model.state_dict()[key], value), key
@@ -322,12 +328,7 @@ def test_stage2_on_a_centre3d_stage1(tmp_path, synthetic):
         overrides = [f"data.inputs={inputs}", "data.batch_size=4", "schedule.epochs=1"]
         assert train([str(config), *overrides, "eval.every=1", *FAST]) == 0, inputs
     path = tmp_path / "stage2" / "best.pt"
-    model = load_model(path)
-    assert set(model.heads) == {"centre3d", "lifting"} and find_lifting(model) is not None
-    first = torch.load(stage1, weights_only=True)["state_dict"]
-    for key, value in model.state_dict().items():
-        if not key.startswith("heads.lifting."):
-            assert torch.equal(value, first[key]), key
+    load_stage1_plus_2(path, stage1, "centre3d")
     metrics = torch.load(path, weights_only=True)["metrics"]
     assert "lift_mpjpe" in metrics and "readout_pck" in metrics
 
