@@ -144,17 +144,24 @@ def _parabola_offset(left: Tensor, middle: Tensor, right: Tensor) -> Tensor:
 
 
 def to_peaks(score: Tensor, xy: Tensor, valid: Tensor, n: int) -> Peaks:
-    """Image `n` of find_peaks_torch's (N, K, T) results -> `Peaks` (numpy, on the host).
+    """Image `n` of find_peaks_torch's (N, K, T) results -> `Peaks` (numpy, on the host)."""
+    return slot_peaks(
+        score[n].detach().to("cpu", torch.float32).numpy(),
+        xy[n].detach().to("cpu", torch.float32).numpy(),
+        valid[n].detach().cpu().numpy(),
+    )
 
-    Kinds ascending, each kind's valid slots in slot order, which find_peaks_torch already put in
-    find_peaks' order; so the result equals find_peaks(..., max_per_kind=T) element for element.
-    """
-    keep = valid[n].detach().cpu().numpy()  # (K, T)
-    kind = np.broadcast_to(np.arange(keep.shape[0])[:, None], keep.shape)[keep]
+
+def slot_peaks(score: np.ndarray, xy: np.ndarray, valid: np.ndarray) -> Peaks:
+    """One image's (K, T) peak slots -> `Peaks`: kinds ascending, each kind's valid slots in slot
+    order, which find_peaks_torch already put in find_peaks' order; so the result equals
+    find_peaks(..., max_per_kind=T) element for element (peak i here is its peak i)."""
+    valid = np.asarray(valid, bool)
+    kind = np.broadcast_to(np.arange(valid.shape[0])[:, None], valid.shape)[valid]
     return Peaks(
         kind.astype(np.int64),
-        xy[n].detach().to("cpu", torch.float32).numpy()[keep],
-        score[n].detach().to("cpu", torch.float32).numpy()[keep],
+        np.asarray(xy, np.float32)[valid],
+        np.asarray(score, np.float32)[valid],
     )
 
 

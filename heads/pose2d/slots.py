@@ -22,8 +22,7 @@ import torch
 from torch import Tensor
 
 from .grouping import connect_people
-from .peaks import Peaks
-from .peaks_torch import find_peaks_torch, score_limbs_torch
+from .peaks_torch import find_peaks_torch, score_limbs_torch, slot_peaks
 
 SLOT_KEYS = ("peak_score", "peak_xy", "peak_valid", "limb_score", "limb_accepted")
 
@@ -51,18 +50,6 @@ def slot_outputs(heatmaps: Tensor, pafs: Tensor, codec) -> dict[str, Tensor]:
         "limb_score": limb_score,
         "limb_accepted": accepted,
     }
-
-
-def slot_peaks(score: np.ndarray, xy: np.ndarray, valid: np.ndarray) -> Peaks:
-    """One image's (K, T) peak slots -> `Peaks`: kinds ascending, each kind's valid slots in slot
-    order (find_peaks_torch's order is find_peaks'), so peak i here is find_peaks' peak i."""
-    valid = np.asarray(valid, bool)
-    kind = np.broadcast_to(np.arange(valid.shape[0])[:, None], valid.shape)[valid]
-    return Peaks(
-        kind.astype(np.int64),
-        np.asarray(xy, np.float32)[valid],
-        np.asarray(score, np.float32)[valid],
-    )
 
 
 def slot_candidates(

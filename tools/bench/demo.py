@@ -194,7 +194,6 @@ class TruthMaps:
         self.maps = [truth_outputs(runner, m) for m in maps]
         self.description = runner.description
         self.takes_uint8 = getattr(runner, "takes_uint8", False)
-        self.device = getattr(runner, "device", None)
 
     def __call__(self, images):
         self.runner(images)

@@ -135,11 +135,10 @@ class GraphRunner:
 
 
 def _to_numpy(value: Tensor) -> np.ndarray:
-    """Host tensor -> numpy (floats as float32, as the other runners return them)."""
+    """Host tensor -> numpy (floats as float32, as the other runners return them). A view, no
+    copy: every frame's host buffers are its own (see `submit`)."""
     value = value.detach().cpu()
-    if value.dtype == torch.bool or not value.is_floating_point():
-        return value.numpy().copy()
-    return value.float().numpy()
+    return (value.float() if value.is_floating_point() else value).numpy()
 
 
 def use_graph(choice: str, device: str, precision: str, compile: bool) -> bool:
