@@ -41,7 +41,7 @@ class Track:
         """Remember an input frame and update the input's jitter: how far the input moves from
         its own constant-velocity prediction, which on noisy input is mostly the noise."""
         if len(self.inputs) == 2:
-            accel = np.linalg.norm(joints - 2 * self.inputs[1] + self.inputs[0], axis=-1)
+            accel = _length(joints - 2 * self.inputs[1] + self.inputs[0])
             accel = accel[np.isfinite(accel)]
             if len(accel):
                 value = float(np.mean(accel))
@@ -208,13 +208,13 @@ class SkeletonFitter:
         count = len(ids)
         finite = np.isfinite(joints3d).all(-1)
         conf = np.ones((count, NUM_JOINTS)) if conf3d is None else np.asarray(conf3d, np.float64)
-        conf = np.where(finite & np.isfinite(conf), np.clip(conf, 0, None), 0.0)
+        conf = np.where(finite & np.isfinite(conf), np.maximum(conf, 0.0), 0.0)
         points = np.zeros((count, NUM_JOINTS, 3))
         if points2d is not None:
             if f is None or c is None:
                 raise ValueError("skeleton fitter: 2D points need the camera intrinsics f and c")
             points = np.asarray(points2d, np.float64).reshape(count, NUM_JOINTS, 3)
-        conf2d = np.where(np.isfinite(points).all(-1), np.clip(points[..., 2], 0, None), 0.0)
+        conf2d = np.where(np.isfinite(points).all(-1), np.maximum(points[..., 2], 0.0), 0.0)
         predicted = np.zeros((count, NUM_JOINTS, 3))
         has_prediction = np.zeros(count)
         depth_prev = np.full(count, np.nan)
@@ -233,9 +233,8 @@ class SkeletonFitter:
             if len(track.history) > 1 and track.jitter is not None:
                 contact[person] = self._contact(track, joints3d[person], last, previous)
         return FrameInputs(
-            np.nan_to_num(joints3d), conf, np.nan_to_num(points[..., :2]), conf2d,
-            np.broadcast_to(np.asarray(1.0 if f is None else f, np.float64), (2,)),
-            np.broadcast_to(np.asarray(0.0 if c is None else c, np.float64), (2,)),
+            _finite(joints3d), conf, _finite(points[..., :2]), conf2d,
+            _pair(1.0 if f is None else f), _pair(0.0 if c is None else c),
             predicted, has_prediction, depth_prev, contact, anchor,
         )  # fmt: skip
 
@@ -246,12 +245,31 @@ class SkeletonFitter:
         input is followed at once and noisy input cannot slide a standing foot."""
         w = self.weights
         contact = np.zeros(NUM_JOINTS)
-        speed = np.linalg.norm(last[FEET] - previous[FEET], axis=-1)
-        away = np.linalg.norm(joints[FEET] - last[FEET], axis=-1)
+        speed = _length(last[FEET] - previous[FEET])
+        away = _length(joints[FEET] - last[FEET])
         scale = max(w.contact_release * track.jitter, 1.0)
         release = np.where(np.isfinite(away), 1.0 / (1.0 + (away / scale) ** 2), 1.0)
         contact[FEET] = (speed < w.contact_speed) * release
         return contact
+
+
+# Small helpers for the per-frame path, where numpy's Python wrappers (nan_to_num,
+# broadcast_to, linalg.norm) cost more than the arithmetic on 21 joints.
+def _finite(values: np.ndarray) -> np.ndarray:
+    """NaN and inf -> 0."""
+    return np.where(np.isfinite(values), values, 0.0)
+
+
+def _pair(value) -> np.ndarray:
+    """A scalar or (2,) intrinsic -> (2,) float64."""
+    out = np.empty(2)
+    out[:] = value
+    return out
+
+
+def _length(vectors: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (...,) Euclidean lengths."""
+    return np.sqrt((vectors * vectors).sum(-1))
 
 
 def _take(data: FrameInputs, index: np.ndarray) -> FrameInputs:

@@ -78,13 +78,18 @@ def subtree_mask() -> np.ndarray:
 SUBTREE = subtree_mask()
 MIRROR = np.array(JOINTS21_FLIP)
 # Precomputed tables of forward kinematics and its Jacobian (computed once, used every step).
-_ORDER = np.concatenate([[ROOT], *LEVELS])  # joints sorted by depth, root first
-_RANK = np.argsort(_ORDER)  # joint -> its place in _ORDER
-_LEVEL_SLICES = tuple(
-    (int(_RANK[level[0]]), int(_RANK[level[0]]) + len(level), _RANK[PARENTS[level]])
-    for level in LEVELS
-)
-assert all((_ORDER[a:b] == level).all() for (a, b, _), level in zip(_LEVEL_SLICES, LEVELS))
+# Forward kinematics composes each joint's transform with its ancestors' by pointer doubling:
+# round r multiplies every joint's product so far by that of its 2^r-th ancestor (index
+# NUM_JOINTS: an identity beyond the root), so the whole tree takes log2(depth) batched products
+# instead of one per level.
+_BEYOND = NUM_JOINTS
+_ANCESTORS: tuple[np.ndarray, ...] = ()
+_ancestor = np.append(np.where(PARENTS < 0, _BEYOND, PARENTS), _BEYOND)
+while (_ancestor[:NUM_JOINTS] != _BEYOND).any():
+    _ANCESTORS += (_ancestor,)
+    _ancestor = _ancestor[_ancestor]
+_HOMOGENEOUS_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+_EYE3, _EYE4 = np.eye(3), np.eye(4)
 _TURNING = np.concatenate([[ROOT], DRIVEN])  # (B,) the bones whose frame a rotation turns
 _PIVOTS = np.concatenate([[ROOT], PARENTS[DRIVEN]])  # (B,) where each rotation turns
 _TURN_MASK = np.concatenate([np.ones((1, NUM_JOINTS), bool), SUBTREE[DRIVEN]]).T[:, None, :, None]
@@ -105,8 +110,9 @@ class Pose:
 
     @classmethod
     def rest(cls, count: int) -> Pose:
-        eye = np.broadcast_to(np.eye(3), (count, NUM_JOINTS, 3, 3)).copy()
-        return cls(np.zeros((count, 3)), np.broadcast_to(np.eye(3), (count, 3, 3)).copy(), eye)
+        root_rotation, local = np.empty((count, 3, 3)), np.empty((count, NUM_JOINTS, 3, 3))
+        root_rotation[:], local[:] = _EYE3, _EYE3
+        return cls(np.zeros((count, 3)), root_rotation, local)
 
     def take(self, index) -> Pose:
         return Pose(self.root[index], self.root_rotation[index], self.local[index])
@@ -119,20 +125,18 @@ def forward_kinematics(pose: Pose, offsets: np.ndarray) -> tuple[np.ndarray, np.
     """pose (P people), offsets (P, 21, 3) rest offsets -> (joints (P, 21, 3) mm, frames
     (P, 21, 3, 3)): frames[:, j] is F_j, the frame of the bone ending at j (G at the root)."""
     # Homogeneous 4 x 4 transforms [[F_j, x_j], [0, 1]] = parent's @ [[L_j, L_j o_j], [0, 1]]
-    # (the root's: [[G, t], [0, 1]]): one batched product per tree level.
-    # Joints are processed in level order (_ORDER), so that each level is one slice.
+    # (the root's: [[G, t], [0, 1]]), composed up the tree by pointer doubling (_ANCESTORS).
     count = len(pose.root)
-    local = pose.local[:, _ORDER]
-    world = np.zeros((count, NUM_JOINTS, 4, 4))
-    world[..., :3, :3] = local
-    world[..., :3, 3] = (local @ offsets[:, _ORDER, :, None])[..., 0]
-    world[..., 3, 3] = 1.0
-    world[:, 0, :3, :3] = pose.root_rotation  # the root comes first
-    world[:, 0, :3, 3] = pose.root
-    for start, stop, parents in _LEVEL_SLICES:  # parents are final before their children
-        world[:, start:stop] = world[:, parents] @ world[:, start:stop]
-    world = world[:, _RANK]  # back to joint order
-    return world[..., :3, 3], world[..., :3, :3]
+    world = np.empty((count, NUM_JOINTS + 1, 4, 4))
+    world[:, :NUM_JOINTS, :3, :3] = pose.local
+    world[:, :NUM_JOINTS, :3, 3] = (pose.local @ offsets[..., None])[..., 0]
+    world[:, :, 3] = _HOMOGENEOUS_ROW
+    world[:, ROOT, :3, :3] = pose.root_rotation
+    world[:, ROOT, :3, 3] = pose.root
+    world[:, _BEYOND] = _EYE4
+    for ancestors in _ANCESTORS:
+        world = world[:, ancestors] @ world
+    return world[:, :NUM_JOINTS, :3, 3], world[:, :NUM_JOINTS, :3, :3]
 
 
 def position_jacobian(joints: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -149,8 +153,10 @@ def position_jacobian(joints: np.ndarray, frames: np.ndarray) -> np.ndarray:
     moved = (cross @ columns).reshape(count, NUM_JOINTS, 3, len(_TURNING), 3)
     moved -= np.swapaxes(cross[:, _PIVOTS] @ axes, 1, 2)[:, None]  # the same for the pivots p_b
     moved *= _TURN_MASK  # only the bone's subtree moves
-    shift = np.broadcast_to(np.eye(3), (count, NUM_JOINTS, 3, 3))
-    return np.concatenate([shift, moved.reshape(count, NUM_JOINTS, 3, NUM_PARAMS - 3)], -1)
+    out = np.empty((count, NUM_JOINTS, 3, NUM_PARAMS))
+    out[..., :3] = _EYE3  # the root's translation moves every joint alike
+    out[..., 3:] = moved.reshape(count, NUM_JOINTS, 3, NUM_PARAMS - 3)
+    return out
 
 
 def apply_update(pose: Pose, step: np.ndarray, exp_map) -> Pose:

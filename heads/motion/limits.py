@@ -81,10 +81,14 @@ def limit_angles(local: np.ndarray, bones: np.ndarray | slice = slice(None)) -> 
 
 def _angles(q: np.ndarray) -> np.ndarray:
     """(..., 5) quantities of `_feature_weights` -> (..., 3) angles (flex, side, twist)."""
-    flex = np.arctan2(q[..., 0], q[..., 1])
-    side = np.arcsin(np.clip(q[..., 2], -1.0, 1.0))
-    twist = 2.0 * np.arctan2(q[..., 3], 0.5 * (1.0 + q[..., 4]))
-    return np.stack([flex, side, twist], -1)
+    # written into one array by the ufuncs themselves: this runs several times a solver step
+    # on tiny arrays, where np.stack's and np.clip's Python wrappers cost more than the maths
+    out = np.empty(q.shape[:-1] + (3,))
+    np.arctan2(q[..., 0], q[..., 1], out=out[..., 0])
+    np.arcsin(np.minimum(np.maximum(q[..., 2], -1.0), 1.0), out=out[..., 1])
+    np.arctan2(q[..., 3], 0.5 + 0.5 * q[..., 4], out=out[..., 2])
+    out[..., 2] *= 2.0
+    return out
 
 
 def limit_excess(angles: np.ndarray) -> np.ndarray:
@@ -105,33 +109,14 @@ def _turned_features(step: float) -> np.ndarray:
 _TURNED = {1e-4: _turned_features(1e-4)}
 
 
-def limit_residuals(
-    local: np.ndarray, step: float = 1e-4, angles: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(P, D, 3, 3) local rotations -> (excess (P, D, 3), jacobian (P, D, 3 angles, 3 axes)): the
-    excess and its change per radian of the update L <- L exp(d), by forward differences (the
-    angles are cheap; their closed-form derivatives are not), zero where an angle is inside.
-    angles: `limit_angles(local)` where the caller has them already."""
-    if angles is None:
-        angles = limit_angles(local)
-    excess = limit_excess(angles)
-    jac = np.zeros(excess.shape + (3,))
-    people, bones, _, jac_outside = outside_residuals(local, angles, excess, step)
-    jac[people, bones] = jac_outside
-    return excess, jac
-
-
-def outside_residuals(local, angles, excess, step: float = 1e-4) -> tuple:
-    """`limit_residuals` for only the K bones with an angle outside its range: (people (K,),
-    bones (K,), excess (K, 3), jacobian (K, 3 angles, 3 axes)), from (P, D, 3, 3) rotations,
-    their (P, D, 3) angles and excess."""
-    people, bones = np.nonzero((excess != 0).any(-1))  # differentiate only where it matters
-    chosen = excess[people, bones]
-    if len(people) == 0:
-        return people, bones, chosen, np.zeros((0, 3, 3))
+def angle_jacobian(local: np.ndarray, angles: np.ndarray, step: float = 1e-4) -> np.ndarray:
+    """(P, D, 3 angles, 3 axes): the change of each angle per radian of the update
+    L <- L exp(d) of (P, D, 3, 3) rotations with (P, D, 3) angles, by forward differences (the
+    angles are cheap; their closed-form derivatives are not). A limit's residual (the excess)
+    changes as its angle does wherever it is outside the range, and not at all inside."""
     turned = _TURNED[step] if step in _TURNED else _turned_features(step)
-    q = (local[people, bones].reshape(-1, 1, 9) @ turned[bones])[:, 0]  # (K, 15)
-    moved = _angles(q.reshape(-1, 3, 5))  # (K, 3 axes, 3 angles)
-    change = np.swapaxes(moved, 1, 2) - angles[people, bones][..., None]  # (K, 3, 3 axes)
+    q = local.reshape(local.shape[:-2] + (1, 9)) @ turned  # (P, D, 1, 15)
+    moved = _angles(q.reshape(local.shape[:-2] + (3, 5)))  # (P, D, 3 axes, 3 angles)
+    change = np.swapaxes(moved, -1, -2) - angles[..., None]  # (P, D, 3 angles, 3 axes)
     change[..., 2, :] = (change[..., 2, :] + np.pi) % (2 * np.pi) - np.pi  # twist wraps
-    return people, bones, chosen, np.where((chosen != 0)[..., None], change / step, 0.0)
+    return change / step

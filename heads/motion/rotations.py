@@ -19,16 +19,27 @@ def skew(v: np.ndarray) -> np.ndarray:
     return out
 
 
+# v @ _SKEW_BASIS = skew(v) flattened row-major: one product instead of six assignments
+_SKEW_BASIS = np.array([[0, 0, 0, 0, 0, -1, 0, 1, 0],
+                        [0, 0, 1, 0, 0, 0, -1, 0, 0],
+                        [0, -1, 0, 1, 0, 0, 0, 0, 0]], float)  # fmt: skip
+
+
+_EYE3 = np.eye(3)
+
+
 def exp_map(v: np.ndarray) -> np.ndarray:
-    """(..., 3) rotation vectors (axis x angle) -> (..., 3, 3) matrices (Rodrigues). Small angles
-    use the Taylor series so that a zero vector gives exactly the identity."""
-    angle = np.linalg.norm(v, axis=-1)[..., None, None]
+    """(..., 3) rotation vectors (axis x angle) -> (..., 3, 3) matrices (Rodrigues):
+    I + sin(t)/t K + (1 - cos t)/t^2 K^2, the second factor written 2 sin^2(t/2)/t^2 (no
+    cancellation at small angles). A zero vector gives exactly the identity."""
+    angle = np.sqrt((v * v).sum(-1))[..., None, None]
     small = angle < 1e-8
     safe = np.where(small, 1.0, angle)
-    k = skew(v)
+    k = (v @ _SKEW_BASIS).reshape(v.shape[:-1] + (3, 3))
+    half = np.sin(0.5 * safe) / safe
     a = np.where(small, 1.0, np.sin(safe) / safe)
-    b = np.where(small, 0.5, (1.0 - np.cos(safe)) / safe**2)
-    return np.eye(3) + a * k + b * (k @ k)
+    b = np.where(small, 0.5, 2.0 * half * half)
+    return _EYE3 + a * k + b * (k @ k)
 
 
 def vee(r: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@
 Energy per person (every residual in millimetres, or radians for the limits):
 - 3D: w3d * c_j * (x_j - X_j) for the input 3D joints X_j with confidence c_j (0 = missing);
 - 2D: w2d * s_j * (pi(x_j) - u_j) * z_j / f: the reprojection error in pixels scaled to mm at
-  the joint's depth, so that one weight scale serves both terms (s_j = the 2D score);
+  the joint's depth, so that one weight scale serves both terms (s_j = the 2D score). With
+  pi(x) = f (x, y) / z + c this is (x, y) - z (u_j - c) / f, the joint's offset from its
+  camera ray: linear in the joint, so its Jacobian is exact;
 - smoothness: w_smooth * (x_j - (2 x_j[t-1] - x_j[t-2])): the fitted joints' acceleration
   (mm / frame^2, what TCMR's acceleration error measures), or their velocity on a track's
   second frame;
@@ -17,6 +19,9 @@ Energy per person (every residual in millimetres, or radians for the limits):
   velocity constant).
 The solve is warm-started (the caller passes the previous frame's pose) and runs a fixed
 number of Marquardt-damped Gauss-Newton steps with an analytic position Jacobian (`kinematics`).
+Each step's model includes the limits of the angles outside their ranges, and of those the
+step would carry across a bound (`_respect_limits`); with the damping's floor (`_FLOOR`), two
+steps a frame reach within a few percent of the converged energy (tests/test_motion_solver.py).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg.lapack import dposv as _posv
 
 from .kinematics import (
     DRIVEN,
@@ -34,10 +40,19 @@ from .kinematics import (
     forward_kinematics,
     position_jacobian,
 )
-from .limits import limit_angles, limit_excess, outside_residuals
+from .limits import RANGES, angle_jacobian, limit_angles, limit_excess
 from .rotations import exp_map
 
-_LIMIT_INDEX = 6 + 3 * np.arange(len(DRIVEN))[:, None] + np.arange(3)  # (D, 3) parameter ids
+# The damping's floor per parameter, added to the Hessian's diagonal: 1 per mm^2 for the root's
+# position; 1e4 per rad^2 for rotations, the curvature of a joint 100 mm from the turning
+# axis. Directions no term sees (a straight arm's twist) then stay where they are, and a
+# barely-seen one cannot take a step of a radian or more on noise, which the joint limits'
+# linear model cannot follow (such steps raised the energy and were thrown away). The floor
+# changes how far a step goes, not where the solve converges.
+_FLOOR = np.concatenate([np.full(3, 1.0), np.full(NUM_PARAMS - 3, 1e4)])
+# Flat indices (D x 9) of each driven bone's 3 x 3 block on the diagonal of an n x n Hessian.
+_PARAM_IDS = 6 + 3 * np.arange(len(DRIVEN))[:, None] + np.arange(3)  # (D, 3) parameter ids
+_LIMIT_BLOCKS = (_PARAM_IDS[:, :, None] * NUM_PARAMS + _PARAM_IDS[:, None, :]).reshape(-1)
 
 
 @dataclass
@@ -49,13 +64,13 @@ class FitWeights:
 
     w3d: float = 1.0
     w2d: float = 1.0
-    w_smooth: float = 1.0
+    w_smooth: float = 1.5
     w_limits: float = 2000.0
     w_depth: float = 0.5
     w_contact: float = 5.0
     contact_speed: float = 35.0  # mm/frame: a fitted foot slower than this stands (1 m/s at 30 fps)
     contact_release: float = 1.5  # x the input jitter (mm): this far from the pin halves it
-    iterations: int = 3
+    iterations: int = 2
     first_iterations: int = 12
     damping: float = 1e-3
 
@@ -82,95 +97,157 @@ class FrameInputs:
 
 
 class _Terms:
-    """A frame's per-person constants of the energy, computed once per solve: the 3D and
-    smoothness terms folded into one weight a and target (a x - target is their gradient per
-    joint), the 2D weights, and whether any 2D point counts."""
+    """A frame's per-person constants of the energy, computed once per solve.
+
+    The 3D, smoothness and contact terms fold into one weight a (P, 21) and target (P, 21, 3):
+    their energy is sum_j a_j |x_j|^2 - 2 target_j . x_j + constant, and b = a x - target is
+    their gradient per joint. rows (P, R, 1) weighs the rows of the stacked Jacobian (63 rows of
+    3D joints, then 42 of 2D points where any 2D point counts)."""
 
     def __init__(self, data: FrameInputs, w: FitWeights) -> None:
         w3 = (w.w3d * data.conf3d) ** 2  # (P, 21)
         ws = (w.w_smooth**2) * data.has_prediction[:, None]  # (P, 1)
         self.a = w3 + ws  # (P, 21)
         self.target = w3[..., None] * data.joints3d + ws[..., None] * data.predicted
-        self.wc = None
+        constant = w3 * (data.joints3d**2).sum(-1) + ws * (data.predicted**2).sum(-1)
         if data.contact is not None and data.contact.any():  # one more pull per joint: folded in
-            self.wc = (w.w_contact**2) * data.contact  # (P, 21)
-            self.a = self.a + self.wc
-            self.target = self.target + self.wc[..., None] * data.anchor
-        self.w3, self.ws = w3, ws[:, 0]
-        self.rows3 = np.repeat(self.a, 3, axis=1)[..., None]  # (P, 63, 1)
+            wc = (w.w_contact**2) * data.contact  # (P, 21)
+            self.a = self.a + wc
+            self.target = self.target + wc[..., None] * data.anchor
+            constant = constant + wc * (data.anchor**2).sum(-1)
+        self.constant = constant.sum(-1)  # (P,)
         self.w2 = (w.w2d * data.conf2d) ** 2  # (P, 21)
         self.has2d = bool(data.conf2d.any())
-        self.rows2 = np.repeat(self.w2, 2, axis=1)[..., None]  # (P, 42, 1)
-        self.has_depth = np.isfinite(data.depth_prev)
-        self.depth_weight = np.where(self.has_depth, w.w_depth**2, 0.0)
-        self.depth_prev = np.where(self.has_depth, data.depth_prev, 0.0)
+        self.ray = (data.points2d - data.c) / data.f  # (P, 21, 2): (x, y) / z along the ray
+        rows = [np.repeat(self.a, 3, axis=1)] + [np.repeat(self.w2, 2, axis=1)] * self.has2d
+        self.rows = np.concatenate(rows, 1)[..., None]  # (P, 63 [+ 42], 1)
+        has_depth = np.isfinite(data.depth_prev)
+        self.depth_weight = np.where(has_depth, w.w_depth**2, 0.0)
+        self.depth_prev = np.where(has_depth, data.depth_prev, 0.0)
+        self.limit_weight = w.w_limits**2
 
 
-def _reprojection(joints, data: FrameInputs):
-    """(depth (P, 21), residual (P, 21, 2)): the 2D error in pixels scaled to mm at the depth."""
-    depth = np.maximum(joints[..., 2], 1.0)  # (P, 21)
-    pixels = data.f * joints[..., :2] / depth[..., None] + data.c
-    return depth, (pixels - data.points2d) * depth[..., None] / data.f
+@dataclass
+class _Point:
+    """A pose and what the solver evaluates at it: joints and bone frames (forward kinematics),
+    limit angles and excess, the 3D terms' gradient b (P, 21, 3), the 2D residual (P, 21, 2)
+    (mm off the camera ray; None without 2D points) and the energy (P,)."""
+
+    pose: Pose
+    joints: np.ndarray
+    frames: np.ndarray
+    angles: np.ndarray
+    excess: np.ndarray
+    b: np.ndarray
+    residual2d: np.ndarray | None
+    energy: np.ndarray
 
 
-def _data_terms(joints, jac, data: FrameInputs, w: FitWeights, terms: _Terms | None = None):
-    """Normal equations (H (P, n, n), g (P, n)) of the 3D, smoothness and 2D terms."""
-    terms = terms or _Terms(data, w)
-    count = len(joints)
+def _evaluate(pose: Pose, offsets: np.ndarray, terms: _Terms) -> _Point:
+    """Everything the energy and its normal equations need at `pose`, computed once: a trial
+    step's evaluation is also the next step's starting point when the step is taken."""
+    joints, frames = forward_kinematics(pose, offsets)
     b = terms.a[..., None] * joints - terms.target  # (P, 21, 3)
-    flat = jac.reshape(count, NUM_JOINTS * 3, NUM_PARAMS)
-    weighted = np.swapaxes(flat * terms.rows3, 1, 2)  # (P, n, 63)
-    hessian = weighted @ flat
-    gradient = (np.swapaxes(flat, 1, 2) @ b.reshape(count, -1, 1))[..., 0]
-    if not terms.has2d:
-        return hessian, gradient
-    depth, residual = _reprojection(joints, data)
-    # d residual / d x with the depth scale held fixed: [[1, 0, -x/z], [0, 1, -y/z]]
-    ratio = joints[..., :2] / depth[..., None]  # (P, 21, 2)
-    jac2 = (jac[:, :, :2] - ratio[..., None] * jac[:, :, 2:3]).reshape(count, -1, NUM_PARAMS)
-    weighted = np.swapaxes(jac2 * terms.rows2, 1, 2)  # (P, n, 42)
-    hessian += weighted @ jac2
-    gradient += (weighted @ residual.reshape(count, -1, 1))[..., 0]
-    return hessian, gradient
-
-
-def _prior_terms(
-    pose: Pose, hessian, gradient, data: FrameInputs, w: FitWeights, angles=None, terms=None
-) -> None:
-    """Add the joint-limit and root-depth terms to the normal equations (in place)."""
-    terms = terms or _Terms(data, w)
-    local = pose.local[:, DRIVEN]
-    if angles is None:
-        angles = limit_angles(local)
+    e = (joints * (b - terms.target)).sum((1, 2)) + terms.constant  # a|x|^2 - 2 t.x + c
+    residual = None
+    if terms.has2d:
+        residual = joints[..., :2] - joints[..., 2:] * terms.ray  # (P, 21, 2)
+        e += (terms.w2 * (residual**2).sum(-1)).sum(-1)
+    angles = limit_angles(pose.local[:, DRIVEN])
     excess = limit_excess(angles)
-    if excess.any():  # only the bones outside a range have a residual and a Jacobian
-        people, bones, excess, jac = outside_residuals(local, angles, excess)  # (K, 3), (K, 3, 3)
-        scale = w.w_limits**2
-        jac_t = np.swapaxes(jac, -1, -2)
-        rows = _LIMIT_INDEX[bones]  # (K, 3) parameter ids; one bone appears once per person
-        hessian[people[:, None, None], rows[:, :, None], rows[:, None, :]] += scale * (jac_t @ jac)
-        gradient[people[:, None], rows] += scale * (jac_t @ excess[..., None])[..., 0]
+    e += terms.limit_weight * (excess**2).sum((1, 2))
+    e += terms.depth_weight * (pose.root[:, 2] - terms.depth_prev) ** 2
+    return _Point(pose, joints, frames, angles, excess, b, residual, e)
+
+
+def _normal_equations(point: _Point, terms: _Terms):
+    """(H (P, n, n), g (P, n)): Gauss-Newton's J^T W J and J^T W r of every term at `point`."""
+    count = len(point.joints)
+    jac = position_jacobian(point.joints, point.frames)  # (P, 21, 3, n)
+    rows = jac.reshape(count, NUM_JOINTS * 3, NUM_PARAMS)
+    rhs = point.b.reshape(count, -1)
+    if terms.has2d:
+        jac2 = jac[:, :, :2] - terms.ray[..., None] * jac[:, :, 2:3]  # d residual = [I, -ray]
+        rows = np.concatenate([rows, jac2.reshape(count, -1, NUM_PARAMS)], 1)
+        rhs = np.concatenate([rhs, (terms.w2[..., None] * point.residual2d).reshape(count, -1)], 1)
+    # the 3D rows of rhs carry their weights already (b = a x - target): J^T rhs is the gradient
+    hessian = np.swapaxes(rows * terms.rows, 1, 2) @ rows
+    gradient = (rhs[:, None] @ rows)[:, 0]
+    angle_jac = angle_jacobian(point.pose.local[:, DRIVEN], point.angles)  # (P, D, 3, 3)
+    active = point.excess != 0  # limits: a 3 x 3 block per driven bone outside a range
+    if active.any():
+        _add_limit_rows(hessian, gradient, angle_jac * active[..., None], point.excess, terms)
     hessian[:, 2, 2] += terms.depth_weight
-    gradient[:, 2] += terms.depth_weight * (pose.root[:, 2] - terms.depth_prev)
+    gradient[:, 2] += terms.depth_weight * (point.pose.root[:, 2] - terms.depth_prev)
+    return hessian, gradient, angle_jac
+
+
+def _add_limit_rows(hessian, gradient, jac, residual, terms: _Terms) -> None:
+    """Add limit rows (jac (P, D, 3, 3 axes) per bone angle, residual (P, D, 3)) to the normal
+    equations (in place): each bone's rows touch only its own 3 x 3 block."""
+    count = len(hessian)
+    jac_t = np.swapaxes(jac, -1, -2)
+    blocks = terms.limit_weight * (jac_t @ jac)
+    hessian.reshape(count, -1)[:, _LIMIT_BLOCKS] += blocks.reshape(count, -1)
+    gradient[:, 6:] += terms.limit_weight * (jac_t @ residual[..., None]).reshape(count, -1)
+
+
+def _respect_limits(step, hessian, gradient, point: _Point, angle_jac, terms: _Terms):
+    """The step again, if it would carry an angle that is inside its range now across a bound:
+    the model then also holds that angle at the bound (an active set of one round). Without
+    it, the stiff limits are invisible to the model until a step has crossed them, and such a
+    step raises the energy and is thrown away (a wasted iteration)."""
+    count = len(step)
+    predicted = point.angles + (angle_jac @ step[:, 6:].reshape(count, -1, 3, 1))[..., 0]
+    above, below = predicted > RANGES[..., 1], predicted < RANGES[..., 0]
+    crossing = (point.excess == 0) & (above | below)
+    if not crossing.any():
+        return step
+    bound = np.where(above, RANGES[..., 1], RANGES[..., 0])
+    residual = np.where(crossing, point.angles - bound, 0.0)
+    _add_limit_rows(hessian, gradient, angle_jac * crossing[..., None], residual, terms)
+    return _solve(hessian, gradient)
 
 
 def energy(pose: Pose, offsets: np.ndarray, data: FrameInputs, w: FitWeights) -> np.ndarray:
     """(P,) the energy of a pose: the sum of all squared weighted residuals (module docstring)."""
-    return _energy(pose, forward_kinematics(pose, offsets)[0], data, w)
+    return _evaluate(pose, offsets, _Terms(data, w)).energy
 
 
-def _energy(pose: Pose, joints, data: FrameInputs, w: FitWeights, angles=None, terms=None):
-    terms = terms or _Terms(data, w)
-    e = (terms.w3 * ((joints - data.joints3d) ** 2).sum(-1)).sum(-1)
-    e += terms.ws * ((joints - data.predicted) ** 2).sum((1, 2))
-    if terms.wc is not None:
-        e += (terms.wc * ((joints - data.anchor) ** 2).sum(-1)).sum(-1)
-    if terms.has2d:
-        e += (terms.w2 * (_reprojection(joints, data)[1] ** 2).sum(-1)).sum(-1)
-    if angles is None:
-        angles = limit_angles(pose.local[:, DRIVEN])
-    e += w.w_limits**2 * (limit_excess(angles) ** 2).sum((1, 2))
-    return e + terms.depth_weight * (pose.root[:, 2] - terms.depth_prev) ** 2
+def normal_equations(pose: Pose, offsets: np.ndarray, data: FrameInputs, w: FitWeights):
+    """(H (P, n, n), g (P, n)) of the energy at `pose`: g is half the energy's gradient and H
+    its Gauss-Newton curvature, per unit of the update `kinematics.apply_update` applies."""
+    terms = _Terms(data, w)
+    return _normal_equations(_evaluate(pose, offsets, terms), terms)[:2]
+
+
+def _solve(hessian: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+    """(P, n) steps -H^-1 g. H is positive definite (the damping's floor sees to it): LAPACK's
+    Cholesky solve per person costs half of numpy's batched LU at this size."""
+    steps = np.empty_like(gradient)
+    for person in range(len(gradient)):
+        _, step, info = _posv(hessian[person], gradient[person], lower=False)
+        if info != 0:  # not positive definite after all: least squares
+            step = np.linalg.lstsq(hessian[person], gradient[person])[0]
+        steps[person] = -step
+    return steps
+
+
+def _blend(better: np.ndarray, trial: _Point, point: _Point) -> _Point:
+    """Per person, the trial where it lowered the energy, else the point it started from."""
+    fields = {}
+    for name in _Point.__dataclass_fields__:
+        new, old = getattr(trial, name), getattr(point, name)
+        fields[name] = None if new is None else _pick(better, new, old)
+    return _Point(**fields)
+
+
+def _pick(better: np.ndarray, new, old):
+    """np.where over the leading (people) axis, for arrays and Poses."""
+    if isinstance(new, Pose):
+        names = ("root", "root_rotation", "local")
+        return Pose(*(_pick(better, getattr(new, k), getattr(old, k)) for k in names))
+    return np.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
 
 
 def solve_frame(
@@ -189,34 +266,22 @@ def solve_frame(
     grows tenfold, an accepted one shrinks it, so a start far from the answer (a new track, a
     pose far outside the limits) cannot throw the fit off."""
     terms = _Terms(data, w)
-    diagonal_index = np.arange(NUM_PARAMS)
     damping = np.full(len(pose.root), w.damping)
-    joints, frames = forward_kinematics(pose, offsets)
-    angles = limit_angles(pose.local[:, DRIVEN])
-    current = _energy(pose, joints, data, w, angles, terms)
+    point = _evaluate(pose, offsets, terms)
     for _ in range(iterations):
-        jac = position_jacobian(joints, frames)
-        hessian, gradient = _data_terms(joints, jac, data, w, terms)
-        _prior_terms(pose, hessian, gradient, data, w, angles, terms)
-        # Marquardt: damp each parameter by its own curvature, plus a floor for directions no
-        # term sees (a straight arm's twist), which then stay where they are.
-        hessian[:, diagonal_index, diagonal_index] *= (1.0 + damping)[:, None]
-        hessian[:, diagonal_index, diagonal_index] += 1.0
-        step = np.linalg.solve(hessian, -gradient[..., None])[..., 0]
-        trial = apply_update(pose, step, exp_map)
-        trial_joints, trial_frames = forward_kinematics(trial, offsets)
-        trial_angles = limit_angles(trial.local[:, DRIVEN])
-        trial_energy = _energy(trial, trial_joints, data, w, trial_angles, terms)
-        better = trial_energy <= current
+        hessian, gradient, angle_jac = _normal_equations(point, terms)
+        # Marquardt: damp each parameter by its own curvature, plus a floor (_FLOOR)
+        diagonal = hessian.reshape(len(hessian), -1)[:, :: NUM_PARAMS + 1]
+        diagonal *= (1.0 + damping)[:, None]
+        diagonal += _FLOOR
+        step = _solve(hessian, gradient)
+        step = _respect_limits(step, hessian, gradient, point, angle_jac, terms)
+        trial_pose = apply_update(point.pose, step, exp_map)
+        trial = _evaluate(trial_pose, offsets, terms)
+        better = trial.energy <= point.energy
         if better.all():  # the usual case: take the trial whole
-            pose, joints, frames, angles = trial, trial_joints, trial_frames, trial_angles
+            point = trial
         elif better.any():
-            joints = np.where(better[:, None, None], trial_joints, joints)  # reused next step
-            frames = np.where(better[:, None, None, None], trial_frames, frames)
-            angles = np.where(better[:, None, None], trial_angles, angles)
-            pose = Pose(np.where(better[:, None], trial.root, pose.root),
-                        np.where(better[:, None, None], trial.root_rotation, pose.root_rotation),
-                        np.where(better[:, None, None, None], trial.local, pose.local))  # fmt: skip
-        current = np.where(better, trial_energy, current)
+            point = _blend(better, trial, point)
         damping = np.clip(np.where(better, damping * 0.3, damping * 10.0), 1e-6, 1e6)
-    return (pose, joints, frames) if return_joints else pose
+    return (point.pose, point.joints, point.frames) if return_joints else point.pose
