@@ -134,6 +134,12 @@ def test_resume_true_continues_in_place_and_options_run(tmp_path):
     )
     trainer = Trainer(task, config)
     assert trainer.start_epoch == 1
+    # training on: the longer schedule.epochs is the schedule now, not the checkpoint's 1 epoch
+    # (whose cosine ended at step 1 at the floor); the lr at the resumed step is the new one's
+    factor = trainer.scheduler.lr_lambdas[0]
+    assert factor.total == 2 * trainer.steps_per_epoch
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(0.01 * factor(trainer.scheduler.last_epoch)) and lr > 0.004
     trainer.fit()
     rows = list(csv.DictReader((tmp_path / "run" / "summary.csv").read_text().splitlines()))
     assert [r["epoch"] for r in rows] == ["1", "2"]

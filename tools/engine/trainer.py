@@ -148,6 +148,7 @@ class Trainer:
             self.log.print(f"run.resume: {path} does not exist yet, starting from scratch")
             return
         obj, _ = ckpt.read_train_state(path)
+        planned = _schedule_plan(self.scheduler)
         self.start_epoch, self.best = ckpt.restore(
             obj,
             self.model,
@@ -161,6 +162,34 @@ class Trainer:
         if self.info.is_main:
             trim_summary(self.out_dir / "summary.csv", self.start_epoch)
         self.log.print(f"resumed from {path} after epoch {self.start_epoch}")
+        self._keep_configured_schedule(planned)
+
+    def _keep_configured_schedule(self, planned: dict) -> None:
+        """The learning-rate schedule the config asks for, not the checkpoint's.
+
+        LambdaLR's state carries its factor's settings (total steps, warmup, ...) and the base
+        learning rates, so a run resumed with a longer schedule.epochs (training on) or another
+        optim.lr would silently keep the old schedule. The config wins; the step count (where
+        the run is) stays, and the learning rate moves to the new schedule's value there."""
+        restored = _schedule_plan(self.scheduler)
+        if restored == planned:
+            return  # the usual resume: nothing changed, bit for bit
+        scheduler = self.scheduler
+        scheduler.lr_lambdas[0].__dict__.update(planned["factor"])
+        scheduler.base_lrs = list(planned["base_lrs"])
+        step = scheduler.last_epoch
+        before = [group["lr"] for group in self.optimizer.param_groups]
+        for group, base in zip(self.optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * scheduler.lr_lambdas[0](step)
+            group["initial_lr"] = base
+        scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        total = planned["factor"].get("total"), restored["factor"].get("total")
+        self.log.print(
+            f"run.resume: the config's schedule differs from the checkpoint's (total steps "
+            f"{total[1]} -> {total[0]}, base lr {restored['base_lrs'][0]:g} -> "
+            f"{planned['base_lrs'][0]:g}); continuing on the config's: lr at step {step} "
+            f"{before[0]:.4g} -> {self.optimizer.param_groups[0]['lr']:.4g}"
+        )
 
     def _drop_earlier_summary(self) -> None:
         """A fresh run into an out_dir that holds an earlier run's summary.csv starts its own:
@@ -374,6 +403,11 @@ def copy_atomic(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.copy.tmp")
     shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
+
+
+def _schedule_plan(scheduler) -> dict:
+    """What a LambdaLR schedule is (its factor's settings and base lrs), not where it is."""
+    return {"factor": dict(vars(scheduler.lr_lambdas[0])), "base_lrs": list(scheduler.base_lrs)}
 
 
 def trim_summary(path: Path, epochs_done: int) -> None:
