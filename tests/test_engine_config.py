@@ -98,6 +98,17 @@ def test_missing_data_folder_fails_before_training(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_missing_weights_say_where_a_relative_path_was_looked_for(tmp_path, capsys, monkeypatch):
+    """Recipes name earlier runs' checkpoints as runs/...: relative to the current folder."""
+    monkeypatch.chdir(tmp_path)
+    path = folder_config(tmp_path, "model:\n  weights: runs/coco/best.pt\n")
+    assert train_main_cli([str(path), "run.out_dir=" + str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.weights: runs/coco/best.pt is neither a file")
+    assert f"looked in {Path.cwd() / 'runs' / 'coco' / 'best.pt'}" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
 def test_cli_reports_unknown_key_without_traceback(tmp_path, capsys):
     path = folder_config(tmp_path)
     assert train_main_cli([str(path), "ema.decai=0.9"]) == 2

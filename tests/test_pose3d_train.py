@@ -15,6 +15,7 @@ from conftest import pose_data_section
 
 from selecsls.heads import build_model, load_model, save_model
 from selecsls.heads.pose3d.lifting import find_lifting
+from selecsls.heads.weights import read_model_file
 from selecsls.tools._cli import run_cli
 from selecsls.tools.engine.config import read_yaml, resolve
 from selecsls.tools.engine.experiment import experiment_schema, load_experiment
@@ -176,6 +177,28 @@ def test_stage1_plus_2_checkpoint_round_trips_and_evaluates(
     )
     assert flipped["people_gt"] == metrics["people_gt"] and math.isfinite(flipped["pck_all"])
     assert flipped["gt2d_mpjpe"] != pytest.approx(metrics["gt2d_mpjpe"], abs=1e-6)
+
+
+def test_lifting_task_reads_its_stage1_file_once(tmp_path, synthetic, stage1_run, monkeypatch):
+    """The task's codec (from the Stage I's head) and the model's weights come from one read."""
+    from selecsls.tools.engine.tasks import lifting, pose3d_data
+
+    reads = []
+
+    def counting(source):
+        reads.append(str(source))
+        return read_model_file(source)
+
+    monkeypatch.setattr(lifting, "read_model_file", counting)
+    monkeypatch.setattr(pose3d_data, "read_model_file", counting)
+    stage1 = stage1_run / "best.pt"
+    task, _ = load_experiment(lifting_config(tmp_path, synthetic, stage1), FAST)
+    model = task.build_model()
+    assert reads == [str(stage1)]
+    first = torch.load(stage1, weights_only=True)["state_dict"]
+    for key, value in model.state_dict().items():  # and the weights are Stage I's
+        if not key.startswith("heads.lifting."):
+            assert torch.equal(value, first[key]), key
 
 
 def test_stage2_on_stage1_outputs_runs(tmp_path, synthetic, stage1_run):

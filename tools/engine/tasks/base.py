@@ -7,12 +7,16 @@ The engine owns everything else: devices, DDP, AMP, optimiser, schedule, EMA, ch
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
+
+from selecsls.backbones.hub import is_published
 
 from ..config import Schema
 from ..distributed import DistInfo
@@ -97,3 +101,16 @@ class Task:
     def preview_images(self, batch: Any) -> torch.Tensor | None:
         """(N, 3, H, W) float images in [0, 1] for TensorBoard, or None."""
         return None
+
+
+def check_weights(weights: str | None, key: str = "model.weights") -> None:
+    """A clear error for a weight file that is neither there nor a published weight name. A
+    relative path is read from the current folder (as run.out_dir is written there), so the
+    error says where it looked: a recipe that names an earlier run's runs/... checkpoint has to
+    run from the folder that run ran in."""
+    if not weights or is_published(weights) or Path(weights).is_file():
+        return
+    where = "" if os.path.isabs(weights) else f" (looked in {Path(weights).absolute()})"
+    raise FileNotFoundError(
+        f"{key}: {weights} is neither a file nor a published weight name{where}"
+    )

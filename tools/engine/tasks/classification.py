@@ -12,7 +12,6 @@ from torch import nn
 
 from selecsls.backbones import canonical_name
 from selecsls.backbones.checkpoint import CheckpointError
-from selecsls.backbones.hub import is_published
 from selecsls.datasets.digits import write_digits_folder
 from selecsls.datasets.imagenet import ImageFolder, collate, read_class_index
 from selecsls.datasets.transforms import (
@@ -29,7 +28,7 @@ from selecsls.heads.weights import read_model_file
 
 from ..config import Field, Schema
 from ..distributed import DistInfo, reduce_sums
-from .base import EvalContext, Task
+from .base import EvalContext, Task, check_weights
 
 INTERP = tuple(INTERPOLATIONS)
 
@@ -88,11 +87,7 @@ class ClassificationTask(Task):
                     )
         if data["class_index"] and not Path(data["class_index"]).is_file():
             raise FileNotFoundError(f"data.class_index: file {data['class_index']} does not exist")
-        weights = model["weights"]
-        if weights and not is_published(weights) and not Path(weights).is_file():
-            raise FileNotFoundError(
-                f"model.weights: {weights} is neither a file nor a published weight name"
-            )
+        check_weights(model["weights"])
         if data["batch_size"] < self.min_batch_size:
             raise ValueError(
                 f"data.batch_size: {data['batch_size']} is too small; the classifier's head "

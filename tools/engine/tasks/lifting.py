@@ -93,8 +93,10 @@ class LiftingTask(Pose3DTask):
         super().__init__(config)
         self.has_stage1 = bool(config["model"]["stage1"])
         stage1 = config["model"]["stage1"]
+        self._stage1_file: tuple | None = None  # (state, config), read once for build_model
         if stage1 and os.path.isfile(stage1):  # decode with the Stage I's own 2D head's codec
-            self.head = head_of(read_model_file(stage1)[1])
+            self._stage1_file = read_model_file(stage1)
+            self.head = head_of(self._stage1_file[1])
             self.codec, self.codec3d = make_codecs(config["codec"], self.head)
         best = config["eval"]["best"]
         if best == "auto":
@@ -133,7 +135,8 @@ class LiftingTask(Pose3DTask):
     def build_model(self) -> nn.Module:
         stage1 = self.config["model"]["stage1"]
         if stage1:
-            _, config = read_model_file(stage1)
+            state, config = self._stage1_file or read_model_file(stage1)
+            self._stage1_file = None  # the model holds the weights from here on
             heads = (config or {}).get("heads") or {}
             name = next((h for h in STAGE1_HEADS.values() if h in heads), None)
             if name is None:
@@ -148,7 +151,7 @@ class LiftingTask(Pose3DTask):
             config = {"backbone": backbone, "heads": {"xnect3d": {}, "lifting": {}}}
         model = build_model(config)
         if stage1:
-            load_stage1_weights(model, stage1, key="model.stage1")
+            load_stage1_weights(model, stage1, key="model.stage1", state=state)
         for name, parameter in model.named_parameters():
             parameter.requires_grad = name.startswith("heads.lifting.")
         return model

@@ -33,7 +33,7 @@ from selecsls.tools._cli import parse_size as parse_cli_size
 
 from ..config import Field, Schema
 from ..distributed import DistInfo
-from .base import EvalContext, Task
+from .base import EvalContext, Task, check_weights
 from .pose2d_data import check_data_formats, train_set, val_set
 from .pose2d_eval import evaluate_pose2d, load_pose_backbone
 from .pose2d_preview import draw_training_inputs
@@ -250,11 +250,7 @@ class Pose2DTask(Task):
         for key in ("paf_weight", "heatmap_fg_weight", "paf_fg_weight", "offset_weight"):
             if self.config["loss"][key] < 0:
                 raise ValueError(f"loss.{key} must be >= 0, got {self.config['loss'][key]}")
-        weights = model["weights"]
-        if weights and not is_published(weights) and not Path(weights).is_file():
-            raise FileNotFoundError(
-                f"model.weights: {weights} is neither a file nor a published weight name"
-            )
+        check_weights(model["weights"])
         if data["prepare"] == "synthetic":
             parse_size(data["synthetic_size"], "data.synthetic_size")
             if self.path("train_json").parent == self.path("val_json").parent:

@@ -121,7 +121,9 @@ def train_datasets(task: Any) -> Dataset:
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
-def load_stage1_weights(model: nn.Module, source: str, key: str = "model.weights") -> str:
+def load_stage1_weights(
+    model: nn.Module, source: str, key: str = "model.weights", state: dict | None = None
+) -> str:
     """Initialise a Stage I model from a file or published name; returns what was loaded.
 
     - a Stage I (or Stage I + II) checkpoint (keys `heads.xnect3d.*` or `heads.centre3d.*`):
@@ -129,8 +131,10 @@ def load_stage1_weights(model: nn.Module, source: str, key: str = "model.weights
     - a 2D checkpoint (keys `heads.xnect2d.*`, the pose2d task's): backbone + 2D branch, the 3D
       branch keeps its initialisation (`xnect3d.stage1_state_from_2d`);
     - an ImageNet file: the backbone only.
-    A mismatch in what is loaded is a CheckpointError naming the config key."""
-    state, _ = read_model_file(source)
+    A mismatch in what is loaded is a CheckpointError naming the config key. state: the file's
+    state dict (`read_model_file`) where the caller has read it already."""
+    if state is None:
+        state, _ = read_model_file(source)
     what = f"{key}={source}"
     state = {k: v for k, v in state.items() if not k.startswith("heads.lifting.")}
     if any(k.startswith("heads.xnect2d.") for k in state):
