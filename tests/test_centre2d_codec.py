@@ -13,7 +13,12 @@ from test_pose2d_codec import COCO_JSON, COCO_SAMPLE, one_person
 from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.synthetic_people import generate
 from selecsls.heads.flip_test import mirror_back
-from selecsls.heads.pose2d.centre.codec import CentreCodec, pose_nms, sample_bilinear
+from selecsls.heads.pose2d.centre.codec import (
+    CentreCodec,
+    person_scores,
+    pose_nms,
+    sample_bilinear,
+)
 from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results
 from selecsls.heads.skeletons import COCO17
 
@@ -139,9 +144,36 @@ def test_bad_maps_and_settings_raise_clear_errors():
         codec.decode(np.zeros((19, 8, 8)), np.zeros((38, 8, 8)))
     with pytest.raises(ValueError, match="offset_radius"):
         CentreCodec(offset_radius=1.0)
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ValueError, match=f"score_fraction {fraction}"):
+            CentreCodec(score_fraction=fraction)
     with pytest.raises(ValueError, match="transform"):
         person = codec.encode(one_person()[None], (256, 256))
         codec.decode(person["heatmaps"], person["offsets"], np.zeros((2, 3)))
+
+
+def test_person_score_ranks_a_partly_hidden_person_by_what_it_shows():
+    """A person with 7 of 17 keypoints hidden (heatmap scores near 0) and the rest sure ranks
+    above one whose every keypoint is doubtful; the mean over all keypoints ranks them the
+    other way round."""
+    hidden = np.full(17, 0.8, np.float32)
+    hidden[10:] = 0.001  # 10 of 17 shown: round(0.6 x 17) = 10
+    doubtful = np.full(17, 0.5, np.float32)
+    scores = np.stack([hidden, doubtful])
+    assert scores.mean(1)[0] < scores.mean(1)[1]
+    np.testing.assert_allclose(person_scores(scores, 0.6), [0.8, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(person_scores(scores, 1.0), scores.mean(1), rtol=1e-6)
+    assert person_scores(scores, 0.01).tolist() == pytest.approx([0.8, 0.5])  # at least one
+    # the decoder scores people this way: one encoded person with a few keypoint maps zeroed
+    codec = CentreCodec()
+    targets = codec.encode(one_person()[None], (256, 256))
+    _, (whole,) = codec.decode(targets["heatmaps"], targets["offsets"])
+    heatmaps = targets["heatmaps"].copy()
+    heatmaps[:5] = 0  # 5 keypoints unseen: their scores drop to the floor
+    keypoints, (part,) = codec.decode(heatmaps, targets["offsets"])
+    unseen = np.array(codec.keypoint_skeleton.annotation_from_model) < 5
+    assert keypoints[0, unseen, 2].max() == pytest.approx(1e-3)
+    assert part >= 0.9 * whole  # the mean of all 18 model keypoints would lose 5 / 18 of it
 
 
 def test_pose_nms_drops_near_duplicates_only():
