@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -30,3 +31,22 @@ def parse_size(text: str, what: str = "size", minimum: int = 16) -> tuple[int, i
     if width < minimum or height < minimum:
         raise ValueError(f"{what} = {text!r} is too small (at least {minimum}x{minimum})")
     return width, height
+
+
+def machine_load() -> tuple[int, float]:
+    """(usable CPUs of this process, the 1-minute load average; 0 where the OS has none)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, cores), load
+
+
+def free_cores() -> int:
+    """CPU threads a new job can use without spin-waiting on cores other jobs hold: the usable
+    CPUs less the load average (rounded), at least 1. Measured on 2 cores with two 1-thread
+    training runs beside it: the pose eval at torch's default of 2 threads ran at 0.2 images/s,
+    at 1 thread 5.6 images/s."""
+    cores, load = machine_load()
+    return max(1, min(cores, cores - int(load + 0.5)))

@@ -34,7 +34,7 @@ import sys
 import torch
 
 from selecsls.heads.motion.fitter import SkeletonFitter
-from selecsls.tools._cli import parse_size, run_cli
+from selecsls.tools._cli import machine_load, parse_size, run_cli
 from selecsls.tools.realtime.app import Options, has_display, run
 from selecsls.tools.realtime.fitting import MotionCapture
 from selecsls.tools.realtime.loading import (
@@ -138,8 +138,7 @@ def build_motion(args: argparse.Namespace, fps: float) -> MotionCapture | None:
 def busy_machine_hint() -> None:
     """On a machine whose other jobs already fill the cores, several intra-op threads spin-wait on
     each other (measured here: 2 threads 30x slower than 1 at load 4 on 2 cores); say so."""
-    cores = os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores, load = machine_load()
     if cores > 1 and load >= cores:
         print(
             f"note: the machine is busy (load {load:.1f} on {cores} cores); "

@@ -30,7 +30,7 @@ from typing import Any
 
 from selecsls.backbones.checkpoint import read_checkpoint
 from selecsls.backbones.hub import is_published
-from selecsls.tools._cli import run_cli
+from selecsls.tools._cli import free_cores, machine_load, run_cli
 from selecsls.tools.evaluation import classification as eval_classification
 from selecsls.tools.evaluation import pose2d as eval_pose2d
 from selecsls.tools.evaluation import pose3d as eval_pose3d
@@ -72,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: the cores other jobs leave free, by the load average)",
+    )
     p.add_argument("--json", help="write the metrics to this JSON file")
     for task, evaluator in EVALUATORS.items():
         evaluator.add_arguments(p.add_argument_group(f"{task} checkpoints"))
@@ -109,12 +113,29 @@ def refuse_foreign_options(args: argparse.Namespace, task: str) -> None:
             )
 
 
+def set_threads(threads: int | None) -> int:
+    """Set torch's CPU threads: `threads`, or by default the free cores (`free_cores`), said on
+    stderr when that is fewer than the CPUs. Returns the count."""
+    import torch
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
+    if threads is None:
+        threads = free_cores()
+        cores, load = machine_load()
+        if threads < cores:
+            print(
+                f"eval: {threads} CPU thread(s): load {load:.1f} on {cores} cores "
+                "(--threads N to choose)",
+                file=sys.stderr,
+            )
+    torch.set_num_threads(threads)
+    return threads
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     task, checkpoint = checkpoint_task(args.model)
     if task not in EVALUATORS:
         raise ValueError(
