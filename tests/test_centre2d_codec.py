@@ -13,13 +13,9 @@ from test_pose2d_codec import COCO_JSON, COCO_SAMPLE, one_person
 from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.synthetic_people import generate
 from selecsls.heads.flip_test import mirror_back
-from selecsls.heads.pose2d.centre.codec import (
-    CentreCodec,
-    person_scores,
-    pose_nms,
-    sample_bilinear,
-)
+from selecsls.heads.pose2d.centre.codec import CentreCodec, pose_nms, sample_bilinear
 from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results
+from selecsls.heads.pose2d.peaks import person_scores
 from selecsls.heads.skeletons import COCO17
 
 

@@ -13,6 +13,8 @@ from selecsls.datasets.coco import CocoKeypoints
 from selecsls.datasets.synthetic_people import generate
 from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.metrics import evaluate_keypoints, people_to_results, top_per_image
+from selecsls.heads.pose2d.peaks import people_to_annotation
+from selecsls.heads.skeletons import COCO17
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 COCO_SAMPLE = DATA / "coco_sample"
@@ -100,11 +102,34 @@ def test_pafs_are_unit_vectors_along_limbs():
 def test_two_people_are_separated_and_ranked():
     codec = Pose2DCodec()
     people = np.stack([one_person(60, 40), one_person(190, 50)])
-    people[1, :5, 2] = 0  # second person: no face -> fewer keypoints, lower score
+    # second person: no face, wrists or ankles (limb ends: it stays one person), 8 of 17
+    # keypoints, fewer than the 10 (60%) that score a person -> lower
+    people[1, [0, 1, 2, 3, 4, 9, 10, 15, 16], 2] = 0
     targets = codec.encode(people, (256, 256))
     keypoints, scores = codec.decode(targets["heatmaps"], targets["pafs"])
     assert len(keypoints) == 2 and scores[0] >= scores[1]
     np.testing.assert_allclose(keypoints[0, :, :2], people[0, :, :2], atol=0.05)
+
+
+def test_person_score_is_the_mean_of_the_best_keypoints():
+    """A person decoded with 10 of 17 keypoints, all sure, ranks above one with all 17 doubtful
+    (OpenPose's mean x (n - 1) ranked them the other way round: 0.9 x 9 < 0.5 x 16); with
+    fewer than 10 found its missing ones count as 0."""
+    people = np.zeros((3, 18, 3), np.float32)  # model order: COCO's 17 + the neck
+    order = COCO17.annotation_from_model
+    people[0, list(order[:10]), 2] = 0.9
+    people[1, list(order), 2] = 0.5
+    people[2, list(order[:5]), 2] = 0.9
+    keypoints, scores = people_to_annotation(people, order, min_keypoints=3)
+    np.testing.assert_allclose(scores, [0.9, 0.5, 0.45], rtol=1e-6)
+    assert keypoints.shape == (3, 17, 3)
+    _, everything = people_to_annotation(people, order, min_keypoints=3, score_fraction=1.0)
+    np.testing.assert_allclose(everything, [0.9 * 10 / 17, 0.5, 0.9 * 5 / 17], rtol=1e-6)
+    _, kept = people_to_annotation(people, order, min_keypoints=6)
+    assert len(kept) == 2  # the 5-keypoint person is dropped
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ValueError, match=f"score_fraction {fraction}"):
+            Pose2DCodec(score_fraction=fraction)
 
 
 def test_empty_inputs():

@@ -28,7 +28,7 @@ import numpy as np
 
 from ...skeletons import Skeleton, get_skeleton
 from ..codec import Pose2DCodec, decode_each, draw_gaussians, invert_points
-from ..peaks import find_peaks, to_numpy
+from ..peaks import check_score_fraction, find_peaks, person_scores, to_numpy
 
 # Every regressed keypoint is a detection; its score is floored here so that it stays apart
 # from the output contract's "undetected" (score 0), which a regressing head never reports.
@@ -85,11 +85,7 @@ class CentreCodec:
             sigma=self.sigma,
             skeleton=self.skeleton,
         )
-        if not 0 < self.score_fraction <= 1:
-            raise ValueError(
-                f"codec: score_fraction {self.score_fraction} is outside (0, 1]: it is the share "
-                "of a person's keypoints that scores it"
-            )
+        check_score_fraction(self.score_fraction)
         if self.offset_radius < 1.5:
             raise ValueError(
                 f"codec: offset_radius {self.offset_radius} cells is below 1.5: the four cells "
@@ -245,14 +241,6 @@ def person_centres(keypoints: np.ndarray) -> np.ndarray:
     count = labelled.sum(1)
     mean = (keypoints[..., :2] * labelled[..., None]).sum(1) / np.maximum(count, 1)[:, None]
     return np.concatenate([mean, (count > 0)[:, None]], 1).astype(np.float32)
-
-
-def person_scores(keypoint_scores: np.ndarray, fraction: float) -> np.ndarray:
-    """(P, M) keypoint scores -> (P,): each person's mean over its best round(fraction x M)
-    keypoints (at least one)."""
-    count = max(1, round(fraction * keypoint_scores.shape[1]))
-    best = -np.sort(-keypoint_scores, axis=1)[:, :count]
-    return best.mean(1).astype(np.float32)
 
 
 def person_scale(points: np.ndarray, labelled: np.ndarray) -> float:

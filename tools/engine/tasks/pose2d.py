@@ -75,7 +75,7 @@ SCHEMA: Schema = {
             3.0, "float", help="centre2d: snap keypoints to heatmap peaks within (cells; 0 off)"
         ),
         "score_fraction": Field(
-            0.6, "float", help="centre2d: person score = mean of its best keypoints, this share"
+            0.6, "float", help="person score = mean of its best keypoints, this share"
         ),
         "nms_threshold": Field(0.1, "float", help="centre2d: pose NMS, x person scale (0 off)"),
         "skeleton": Field(
