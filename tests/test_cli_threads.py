@@ -14,9 +14,8 @@ from selecsls.tools import eval as eval_tool
     ("cores", "load", "expected"),
     [(2, 0.1, 2), (2, 0.6, 1), (2, 2.0, 1), (2, 7.0, 1), (16, 3.4, 13), (1, 0.0, 1)],
 )
-def test_free_cores_follows_the_load(monkeypatch, cores, load, expected):
-    monkeypatch.setattr(_cli, "machine_load", lambda: (cores, load))
-    assert _cli.free_cores() == expected
+def test_free_cores_follows_the_load(cores, load, expected):
+    assert _cli.free_cores(cores, load) == expected
 
 
 def test_machine_load_is_sane():
@@ -32,7 +31,6 @@ def keep_threads():
 
 
 def test_eval_default_leaves_busy_cores_alone(monkeypatch, capsys, keep_threads):
-    monkeypatch.setattr(_cli, "machine_load", lambda: (2, 2.0))
     monkeypatch.setattr(eval_tool, "machine_load", lambda: (2, 2.0))
     assert eval_tool.set_threads(None) == 1
     assert torch.get_num_threads() == 1
@@ -40,7 +38,7 @@ def test_eval_default_leaves_busy_cores_alone(monkeypatch, capsys, keep_threads)
 
 
 def test_eval_threads_option_wins_and_is_checked(monkeypatch, capsys, keep_threads):
-    monkeypatch.setattr(_cli, "machine_load", lambda: (2, 2.0))
+    monkeypatch.setattr(eval_tool, "machine_load", lambda: (2, 2.0))
     assert eval_tool.set_threads(2) == 2 and torch.get_num_threads() == 2
     assert capsys.readouterr().err == ""
     with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):

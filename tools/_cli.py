@@ -43,10 +43,9 @@ def machine_load() -> tuple[int, float]:
     return max(1, cores), load
 
 
-def free_cores() -> int:
-    """CPU threads a new job can use without spin-waiting on cores other jobs hold: the usable
-    CPUs less the load average (rounded), at least 1. Measured on 2 cores with two 1-thread
-    training runs beside it: the pose eval at torch's default of 2 threads ran at 0.2 images/s,
-    at 1 thread 5.6 images/s."""
-    cores, load = machine_load()
+def free_cores(cores: int, load: float) -> int:
+    """CPU threads a new job can use without spin-waiting on cores other jobs hold: `cores`
+    (`machine_load`'s) less the load average (rounded), at least 1. Measured on 2 cores with two
+    1-thread training runs beside it: the pose eval at torch's default of 2 threads ran at 0.2
+    images/s, at 1 thread 5.6 images/s."""
     return max(1, min(cores, cores - int(load + 0.5)))

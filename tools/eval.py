@@ -121,8 +121,8 @@ def set_threads(threads: int | None) -> int:
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")
     if threads is None:
-        threads = free_cores()
         cores, load = machine_load()
+        threads = free_cores(cores, load)
         if threads < cores:
             print(
                 f"eval: {threads} CPU thread(s): load {load:.1f} on {cores} cores "

@@ -125,4 +125,4 @@ def people_to_annotation(
     annotated = people[:, list(annotation_from_model)].astype(np.float32)
     found = annotated[..., 2] > 0
     annotated = annotated[found.sum(1) >= min_keypoints]
-    return annotated, person_scores(np.maximum(annotated[..., 2], 0), score_fraction)
+    return annotated, person_scores(annotated[..., 2], score_fraction)
