@@ -177,11 +177,16 @@ def score_limbs_torch(
     """Score every (start slot, end slot) pair of every limb on the PAFs, at fixed shapes.
 
     xy (N, K, T, 2), valid (N, K, T) from find_peaks_torch; pafs (N, 2L, h, w); limbs: L
-    (from kind, to kind). Returns score (N, L, T, T) float32, ratio (N, L, T, T) float64 and
-    valid (N, L, T, T) bool
-    (both slots valid), entry [n, l, i, j] for slot i of the limb's start kind and slot j of its end
-    kind, computed as `grouping.score_pairs` computes them (samples rounded to cells, dot with the
-    direction, the field's norm for candidates under `min_length` cells).
+    (from kind, to kind). Returns score (N, L, T, T) float32, count (N, L, T, T) int64 (samples
+    whose dot exceeds min_score: `grouping.score_pairs`' ratio times `samples`) and valid
+    (N, L, T, T) bool (both slots valid), entry [n, l, i, j] for slot i of the limb's start kind and
+    slot j of its end kind, computed as `grouping.score_pairs` computes them (samples rounded to
+    cells, dot with the direction, the field's norm for candidates under `min_length` cells).
+
+    The count, not a ratio, leaves the device: CUDA divides by a Python number as a product with
+    its reciprocal, so count / samples there is 3 * 0.1 = 0.30000000000000004, not numpy's 0.3,
+    and the acceptance test `ratio > min_ratio` flipped for every pair exactly at the threshold
+    (seen on an H200). `min_accepted_count` makes that test exact in integers.
     """
     pafs = pafs.to(torch.float32)
     n, _, h, w = pafs.shape
@@ -203,8 +208,14 @@ def score_limbs_torch(
     good = dot > min_score
     count = good.sum(-1)
     score = (dot * good).sum(-1) / count.clamp_min(1)
-    # float64 like numpy's count / samples: in float32, 8 / 10 > 0.8 (the default min_ratio)
-    return score, count.to(torch.float64) / samples, pair_valid
+    return score, count, pair_valid
+
+
+def min_accepted_count(samples: int, min_ratio: float) -> int:
+    """The fewest good samples with count / samples > min_ratio, in numpy's float64 arithmetic
+    (`grouping.score_pairs`' acceptance): 9 for 10 samples and 0.8, since 8 / 10 > 0.8 is false.
+    samples + 1 (nothing accepted) when even every sample is not enough."""
+    return next((c for c in range(samples + 1) if c / samples > min_ratio), samples + 1)
 
 
 @functools.lru_cache(maxsize=64)

@@ -11,8 +11,8 @@ Per-image arrays (batch dimension dropped, as the demo's `Inference` holds them)
 - "peak_score" (K, T) float32, "peak_xy" (K, T, 2) float32 map cells, "peak_valid" (K, T) bool:
   `find_peaks_torch` of the K keypoint heatmaps;
 - "limb_score" (L, T, T) float32 and "limb_accepted" (L, T, T) bool: `score_limbs_torch`'s score
-  and its acceptance test (both slots valid, ratio > min_ratio, score > 0), the latter computed on
-  the device so the float64 ratios never cross to the host.
+  and its acceptance test (both slots valid, good samples / samples > min_ratio, score > 0),
+  computed on the device in integers (`min_accepted_count`), so it is exact on any device.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .grouping import connect_people
-from .peaks_torch import find_peaks_torch, score_limbs_torch, slot_peaks
+from .peaks_torch import find_peaks_torch, min_accepted_count, score_limbs_torch, slot_peaks
 
 SLOT_KEYS = ("peak_score", "peak_xy", "peak_valid", "limb_score", "limb_accepted")
 
@@ -39,10 +39,11 @@ def slot_outputs(heatmaps: Tensor, pafs: Tensor, codec) -> dict[str, Tensor]:
     score, xy, valid = find_peaks_torch(
         heatmaps[:, : codec.num_keypoints], codec.peak_threshold, codec.max_peaks
     )
-    limb_score, ratio, pair_valid = score_limbs_torch(
+    limb_score, count, pair_valid = score_limbs_torch(
         xy, valid, pafs, codec.limbs, codec.paf_samples, codec.paf_min_score, codec.paf_min_length
     )
-    accepted = pair_valid & (ratio > codec.paf_min_ratio) & (limb_score > 0)
+    enough = count >= min_accepted_count(codec.paf_samples, codec.paf_min_ratio)
+    accepted = pair_valid & enough & (limb_score > 0)
     return {
         "peak_score": score,
         "peak_xy": xy,
