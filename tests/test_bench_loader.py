@@ -27,11 +27,27 @@ def test_loader_rate_and_a_too_small_folder(tmp_path):
     rate = loader.loader_images_per_s(tmp_path, 0, 4, 32, 2, pin=False)
     assert np.isfinite(rate) and rate > 0
     with pytest.raises(ValueError, match="raise --images"):
-        loader.loader_images_per_s(tmp_path, 0, 8, 32, 2, pin=False)
+        loader.loader_images_per_s(tmp_path, 0, 16, 32, 2, pin=False)
+    with pytest.raises(ValueError, match="rounds"):
+        loader.loader_images_per_s(tmp_path, 0, 4, 32, 0, pin=False)
+
+
+def test_repeated_dataset_serves_whole_rounds_from_few_images():
+    repeated = loader.Repeated(list("abc"), 7)
+    assert len(repeated) == 7 and [repeated[i] for i in range(7)] == list("abcabca")
+
+
+def test_window_spans_whole_bursts(tmp_path, monkeypatch):
+    # 2 workers, 3 rounds: the clock runs from batch 2 to batch 8, i.e. 3 * 2 batches
+    loader.write_imagenet_layout(tmp_path, 6, classes=2)
+    ticks = iter([10.0, 13.0])
+    monkeypatch.setattr(loader.time, "perf_counter", lambda: next(ticks))
+    rate = loader.loader_images_per_s(tmp_path, 2, 2, 32, 3, pin=False)
+    assert rate == 3 * 2 * 2 / 3.0
 
 
 def test_cli_compares_the_loader_with_the_training_step(tmp_path, capsys):
-    argv = ["--images", "16", "--workers", "0", "--batch", "4", "--batches", "2", "--size", "32"]
+    argv = ["--images", "16", "--workers", "0", "--batch", "4", "--rounds", "2", "--size", "32"]
     argv += ["--consumer", "selecsls42", "--reps", "1", "--device", "cpu"]
     assert loader.main(argv) == 0
     out = capsys.readouterr().out
