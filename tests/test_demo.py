@@ -267,11 +267,17 @@ def test_pipeline_choice():
         def __init__(self, device: str, description: str = "pytorch") -> None:
             self.device, self.description = torch.device(device), description
 
-    gpu = PoseEstimator(Runner("cuda"), INPUT)
+    graph = PoseEstimator(Runner("cuda", "pytorch cuda fp16 cuda-graph device-decode"), INPUT)
+    eager_gpu = PoseEstimator(Runner("cuda", "pytorch cuda fp16, BN folded"), INPUT)
     cpu = PoseEstimator(Runner("cpu"), INPUT)
     onnx_gpu = PoseEstimator(Runner("cpu", "onnxruntime CUDAExecutionProvider"), INPUT)
-    assert demo.use_pipeline("auto", gpu) and demo.use_pipeline("auto", onnx_gpu)
-    assert not demo.use_pipeline("off", gpu) and demo.use_pipeline("on", cpu)
+    assert demo.use_pipeline("auto", graph) and demo.use_pipeline("auto", onnx_gpu)
+    assert not demo.use_pipeline("off", graph) and demo.use_pipeline("on", cpu)
+    with (
+        pytest.MonkeyPatch.context() as patch
+    ):  # eager launches contend for the GIL: measured slower
+        patch.setattr(demo.os, "cpu_count", lambda: 16)
+        assert not demo.use_pipeline("auto", eager_gpu) and demo.use_pipeline("on", eager_gpu)
     for cores, expected in ((2, False), (4, True), (None, False)):
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(demo.os, "cpu_count", lambda cores=cores: cores)

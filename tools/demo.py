@@ -105,7 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         choices=("auto", "on", "off"),
         help="on: the network works on the next frame in a thread while the last one is "
-        "decoded and drawn; off: one after the other; auto (default): on with a GPU or 4+ CPUs",
+        "decoded and drawn; off: one after the other; auto (default): on with a CUDA graph, ONNX "
+        "Runtime on CUDA or 4+ CPUs, off for eager PyTorch on CUDA (slower there, measured)",
     )
     p.add_argument(
         "--lifting",
@@ -148,17 +149,25 @@ def busy_machine_hint() -> None:
 
 
 def use_pipeline(choice: str, estimator: PoseEstimator) -> bool:
-    """Whether the network runs in its own thread. "auto": with a GPU (the host work then
-    overlaps the GPU's) or 4+ logical CPUs. On 2 vCPUs that share a physical core the host work
-    beside it slows the CPU network: measured on this project's 2-vCPU machine, 0.8-0.9x when
-    it was otherwise idle, 1.1-1.2x when it was loaded (docs/demo.md)."""
+    """Whether the network runs in its own thread. "auto": with a CUDA graph or ONNX Runtime on
+    CUDA (one call per frame that waits with the GIL released, so the host work overlaps the
+    GPU's), or with 4+ logical CPUs. Not with eager PyTorch on CUDA: its ~200 kernel launches
+    per frame each take the GIL, which the drawing thread holds half the time; on the H200 that
+    ran at 0.62x the sequential loop (50 against 82 fps), while the graph runner gained 1.65x
+    (252 against 153 fps; docs/benchmarks.md). On 2 vCPUs that share a physical core the host
+    work beside it slows the CPU network: 0.8-0.9x when otherwise idle, 1.1-1.2x when loaded
+    (docs/demo.md)."""
     if choice not in ("auto", "on", "off"):
         raise ValueError(f"unknown --pipeline {choice!r}; valid: auto, on, off")
     if choice != "auto":
         return choice == "on"
+    description = estimator.runner.description
+    if "cuda-graph" in description or "CUDAExecutionProvider" in description:
+        return True
     device = getattr(estimator.runner, "device", None)
-    on_gpu = getattr(device, "type", "cpu") == "cuda" or "CUDA" in estimator.runner.description
-    return on_gpu or (os.cpu_count() or 1) >= 4
+    if getattr(device, "type", "cpu") == "cuda":
+        return False
+    return (os.cpu_count() or 1) >= 4
 
 
 def build_estimator(args: argparse.Namespace) -> PoseEstimator:
