@@ -101,7 +101,7 @@ class ImageFolder(Dataset):
         try:
             data = Path(path).read_bytes()
             if fast and data[:3] == JPEG_MAGIC:  # by content: ImageNet has PNGs named .JPEG
-                tensor = self.transform.from_jpeg_bytes(data)
+                tensor = self.transform.from_jpeg_bytes(data, source=str(path))
             else:
                 with Image.open(io.BytesIO(data)) as image:
                     tensor = self.transform(image)

@@ -110,9 +110,10 @@ class TrainTransform:
             image = color_jitter(image, self.jitter)
         return to_uint8_tensor(image)
 
-    def from_jpeg_bytes(self, data: bytes) -> torch.Tensor:
+    def from_jpeg_bytes(self, data: bytes, source: str = "") -> torch.Tensor:
         """The same augmentation for an encoded JPEG, decoded by libjpeg-turbo (torchvision.io;
-        grayscale and CMYK come out as RGB). Raises OSError for a corrupt or truncated file."""
+        grayscale and CMYK come out as RGB). Raises OSError for a corrupt or truncated file.
+        `source` (the file) is for transforms that decode later and must name it then."""
         if self.tensor_mode is None or decode_jpeg is None:
             return self(Image.open(io.BytesIO(data)))
         try:

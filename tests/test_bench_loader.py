@@ -53,3 +53,10 @@ def test_cli_compares_the_loader_with_the_training_step(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "loader,  0 workers:" in out and "selecsls42 training step" in out
     assert "bounds training" in out
+
+
+def test_cli_times_the_device_decode_path(tmp_path, capsys):
+    argv = ["--images", "16", "--workers", "0", "--batch", "4", "--rounds", "2", "--size", "32"]
+    assert loader.main([*argv, "--device-decode", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "loader,  0 workers:" in out and "0 workers + decode on cpu:" in out

@@ -52,10 +52,12 @@ def steps(out: str) -> list[Step]:
     forward += ["--warmup", "5", "--json", f"{out}/forward.json"]
     demo = ["-m", "selecsls.tools.bench.demo", "--device", "cuda", "--no-onnx", "--frames", "100"]
     demo += ["--threads", "4", "--rounds", "3"]
-    tests = ["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_graph_runner.py"]
-    tests += ["tests/test_peaks_torch.py", "tests/test_benchmark.py", "-k", "cuda or graph"]
+    tests = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_graph_runner.py"]
+    tests += ["tests/test_peaks_torch.py", "tests/test_benchmark.py", "tests/test_device_decode.py"]
+    tests += ["-k", "cuda or graph"]
     loader = ["-m", "selecsls.tools.bench.loader", "--images", "3200", "--workers", "8", "16"]
     loader += ["--batch", "128", "--consumer", "selecsls60", "--device", "cuda", "--rounds", "3"]
+    loader += ["--device-decode"]
     found = [
         Step("cuda tests (graph capture equals eager)", tuple(tests), 40),
         Step("demo stages and end-to-end fps, graph vs eager", tuple(demo), 90),

@@ -26,7 +26,9 @@ import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from torchvision.transforms.v2 import functional as TF
 
+from selecsls.datasets.device_decode import DeferredTrainTransform, collate_deferred, materialize
 from selecsls.datasets.imagenet import ImageFolder, collate
 from selecsls.datasets.transforms import TrainTransform
 
@@ -79,7 +81,13 @@ class Repeated(torch.utils.data.Dataset):
 
 
 def loader_images_per_s(
-    root: Path, workers: int, batch: int, size: int, rounds: int, pin: bool
+    root: Path,
+    workers: int,
+    batch: int,
+    size: int,
+    rounds: int,
+    pin: bool,
+    device_decode: torch.device | None = None,
 ) -> float:
     """Images/s the training loader delivers with `workers` processes, over `rounds` whole rounds.
 
@@ -89,10 +97,15 @@ def loader_images_per_s(
     bursts: a window of fewer batches than W sees one burst arrive at once and overstates the
     rate (16 workers timed over 8 batches read 5723 images/s on the H200 machine, 8 workers
     1105).
+
+    With `device_decode` (data.device_decode) the workers only read files and draw the random
+    crops; each batch is then decoded and augmented on that device in this process, and the
+    clock includes it (synchronised on CUDA).
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
-    dataset = ImageFolder(root / "train", TrainTransform(size))
+    transform = DeferredTrainTransform if device_decode is not None else TrainTransform
+    dataset = ImageFolder(root / "train", transform(size))
     if len(dataset) < batch:
         raise ValueError(
             f"{len(dataset)} images under {root / 'train'} make no batch of {batch}: "
@@ -105,14 +118,18 @@ def loader_images_per_s(
         batch,
         shuffle=True,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate if device_decode is None else collate_deferred,
         pin_memory=pin,
         drop_last=True,
         persistent_workers=False,
     )
     first, last = burst, burst * (rounds + 1)
     start = None
-    for index, _ in enumerate(loader):
+    for index, data in enumerate(loader):
+        if device_decode is not None:
+            materialize(data, size, TF.InterpolationMode.BICUBIC, device_decode)
+            if device_decode.type == "cuda":
+                torch.cuda.synchronize(device_decode)
         if index == first:
             start = time.perf_counter()
         if index == last:
@@ -143,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--reps", type=int, default=5, help="timed training steps (--consumer)")
     p.add_argument("--root", help="existing ImageNet-layout folder (default: a temporary one)")
+    p.add_argument(
+        "--device-decode",
+        action="store_true",
+        help="also time data.device_decode: workers read files, --device decodes and augments",
+    )
     return p
 
 
@@ -165,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             each = rates[workers] / max(workers, 1)
             print(f"loader, {workers:2d} workers: {rates[workers]:8.0f} images/s, {each:.0f} per "
                   f"worker (batch {args.batch}, {args.size} px)")  # fmt: skip
+        for workers in args.workers if args.device_decode else ():
+            key = f"{workers} + device decode"
+            rates[key] = loader_images_per_s(
+                root, workers, args.batch, args.size, args.rounds, pin, torch.device(args.device)
+            )
+            print(f"loader, {workers:2d} workers + decode on {args.device}: {rates[key]:8.0f} "
+                  "images/s")  # fmt: skip
     if args.consumer:
         used = consumer_images_per_s(args.consumer, args.batch, args.size, args.device, args.reps)
         best = max(rates.values())

@@ -9,9 +9,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.transforms.v2 import functional as TF
 
 from selecsls.backbones import canonical_name
 from selecsls.backbones.checkpoint import CheckpointError
+from selecsls.datasets.device_decode import DeferredTrainTransform, collate_deferred, materialize
 from selecsls.datasets.digits import write_digits_folder
 from selecsls.datasets.imagenet import ImageFolder, collate, read_class_index
 from selecsls.datasets.transforms import (
@@ -55,6 +57,13 @@ SCHEMA: Schema = {
         "mean": Field(list(IMAGENET_MEAN), "floats"),
         "std": Field(list(IMAGENET_STD), "floats"),
         "fast_decode": Field(True, "bool", help="JPEG draft decoding for training crops"),
+        "device_decode": Field(
+            False,
+            "bool",
+            help="decode training JPEGs and augment them on the training device (batched nvJPEG "
+            "on CUDA); the workers only read files. For GPU machines whose loader bounds "
+            "training (docs/training.md)",
+        ),
     },
     "loss": {
         "label_smoothing": Field(0.1, "float"),
@@ -93,6 +102,14 @@ class ClassificationTask(Task):
                 f"data.batch_size: {data['batch_size']} is too small; the classifier's head "
                 f"normalises pooled features over the batch and needs >= {self.min_batch_size}"
             )
+        if data["device_decode"] and (
+            not data["fast_decode"] or data["interpolation"] == "lanczos"
+        ):
+            raise ValueError(
+                "data.device_decode needs data.fast_decode: true and an interpolation the "
+                f"device resizes with (not lanczos); got fast_decode {data['fast_decode']}, "
+                f"interpolation {data['interpolation']}"
+            )
         for key, pair in (("scale", data["scale"]), ("ratio", data["ratio"])):
             if len(pair) != 2 or pair[0] > pair[1]:
                 raise ValueError(f"data.{key} must be [low, high], got {pair}")
@@ -117,7 +134,8 @@ class ClassificationTask(Task):
 
     def build_datasets(self) -> tuple[ImageFolder, ImageFolder]:
         data = self.config["data"]
-        train_tf = TrainTransform(
+        transform = DeferredTrainTransform if data["device_decode"] else TrainTransform
+        train_tf = transform(
             data["image_size"],
             data["scale"],
             data["ratio"],
@@ -138,12 +156,15 @@ class ClassificationTask(Task):
         return {"classes": list(getattr(self, "classes", []))}
 
     def collate(self, items: list) -> dict[str, Any]:
-        return collate(items)
+        return collate_deferred(items) if self.config["data"]["device_decode"] else collate(items)
 
     def to_device(
         self, batch: dict[str, Any], device: torch.device, train: bool, channels_last: bool
     ) -> dict[str, Any]:
         data = self.config["data"]
+        if "deferred" in batch:  # data.device_decode: decode and augment the JPEGs there
+            mode = TF.InterpolationMode(data["interpolation"])
+            batch = materialize(batch, data["image_size"], mode, device)
         images = normalize_batch(
             batch["images"].to(device, non_blocking=True), data["mean"], data["std"]
         )
@@ -184,6 +205,10 @@ class ClassificationTask(Task):
         return summarize(reduce_sums(sums, info))
 
     def preview_images(self, batch: dict[str, Any]) -> torch.Tensor:
+        if "deferred" in batch:
+            few = {**batch, "deferred": batch["deferred"][:8]}
+            mode = TF.InterpolationMode(self.config["data"]["interpolation"])
+            batch = materialize(few, self.config["data"]["image_size"], mode, torch.device("cpu"))
         return batch["images"][:8].float() / 255
 
 
