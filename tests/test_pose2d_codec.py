@@ -184,3 +184,10 @@ def test_peak_cap_keeps_the_highest_per_keypoint_type():
 
 def test_no_people_gives_no_results():
     assert people_to_results(7, np.zeros((0, 17, 3)), np.zeros(0)) == []
+
+
+def test_decode_bench_times_the_host_half_of_the_graph_path():
+    from selecsls.tools.bench import decode
+
+    row = decode.bench(Pose2DCodec(), (128, 96), 2, frames=2, noise=0.0, seed=0, repeats=1)
+    assert row["found"] == 2 and 0 < row["slots_ms"] < 1e4 and 0 < row["peaks_ms"] < 1e4

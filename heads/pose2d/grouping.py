@@ -116,24 +116,28 @@ def connect_people(
     num_kinds = int(max(max(pair) for pair in limbs)) + 1
     people = _People(len(peaks.kind), num_kinds)
     # limb order first, then best score first (stable, so ties keep peak order)
-    order = np.lexsort((-score, limb))
+    order = np.lexsort((-score, limb)).tolist()
+    # Python lists and ints below: the loop runs per candidate, where numpy scalars cost more
+    # than the arithmetic (1.6x the time of the whole decode with numpy tables)
+    limb_list, start_list, end_list = limb.tolist(), start.tolist(), end.tolist()
+    score_list = score.astype(np.float64).tolist()
     used: set[tuple[int, int]] = set()  # (limb, peak) already matched
-    for c in order.tolist():
-        index, a, b = int(limb[c]), int(start[c]), int(end[c])
+    for c in order:
+        index, a, b = limb_list[c], start_list[c], end_list[c]
         if (index, a) in used or (index, b) in used:
             continue
         used.update(((index, a), (index, b)))
         kind_a, kind_b = limbs[index]
-        people.connect(a, b, kind_a, kind_b, float(score[c]))
+        people.connect(a, b, kind_a, kind_b, score_list[c])
     return _assemble(peaks, people.members, people.limb_scores, num_kinds)
 
 
 class _People:
-    """People under construction: person -> (K,) peak index table, peak -> person owner."""
+    """People under construction: person -> (K,) peak index list, peak -> person owner."""
 
     def __init__(self, num_peaks: int, num_kinds: int) -> None:
-        self.owner = np.full(num_peaks, -1, np.int64)
-        self.members: list[np.ndarray] = []
+        self.owner = [-1] * num_peaks
+        self.members: list[list[int]] = []
         self.limb_scores: list[float] = []
         self.num_kinds = num_kinds
 
@@ -141,9 +145,9 @@ class _People:
         """Add one accepted connection (see group_people)."""
         person_a, person_b = self.owner[peak_a], self.owner[peak_b]
         if person_a < 0 and person_b < 0:
-            entry = np.full(self.num_kinds, -1, np.int64)
+            entry = [-1] * self.num_kinds
             entry[kind_a], entry[kind_b] = peak_a, peak_b
-            self.owner[[peak_a, peak_b]] = len(self.members)
+            self.owner[peak_a] = self.owner[peak_b] = len(self.members)
             self.members.append(entry)
             self.limb_scores.append(value)
         elif person_b < 0:
@@ -162,12 +166,13 @@ class _People:
 
     def _merge(self, keep_id: int, gone_id: int, value: float) -> None:
         keep, gone = self.members[keep_id], self.members[gone_id]
-        if np.any((keep >= 0) & (gone >= 0)):
+        if any(k >= 0 and g >= 0 for k, g in zip(keep, gone)):
             return  # both have some keypoint type: two different people
-        moved = gone >= 0
-        keep[moved] = gone[moved]
-        self.owner[gone[moved]] = keep_id
-        gone[:] = -1
+        for kind, peak in enumerate(gone):
+            if peak >= 0:
+                keep[kind] = peak
+                self.owner[peak] = keep_id
+                gone[kind] = -1
         self.limb_scores[keep_id] += self.limb_scores[gone_id] + value
         self.limb_scores[gone_id] = 0.0
 
@@ -176,7 +181,7 @@ def _assemble(peaks: Peaks, members, limb_scores, num_kinds: int) -> tuple[np.nd
     """Person -> peak index tables to (P, K, 3) arrays; people emptied by merges are dropped."""
     if not members:
         return np.zeros((0, num_kinds, 3), np.float32), np.zeros((0,), np.float32)
-    table = np.stack(members)  # (P, K)
+    table = np.array(members, np.int64)  # (P, K)
     alive = (table >= 0).any(1)
     table, scores = table[alive], np.asarray(limb_scores, np.float32)[alive]
     found = table >= 0

@@ -65,7 +65,11 @@ def slot_candidates(
     valid = np.asarray(valid, bool)
     # valid slots come first in every kind's row, so slot s of kind k is peak first[k] + s
     first = np.concatenate([[0], np.cumsum(valid.sum(1))[:-1]])
-    limb, i, j = np.nonzero(np.asarray(accepted, bool))  # row-major: candidate_pairs' order
+    # accepted pairs need two valid slots, and valid slots lead their rows: the block of the
+    # most valid slots any kind has holds them all (a tenth of the T x T grid or less), and its
+    # row-major order is the full grid's, candidate_pairs' order
+    width = int(valid.sum(1).max()) if valid.size else 0
+    limb, i, j = np.nonzero(np.asarray(accepted, bool)[:, :width, :width])
     start_kind = np.array([a for a, _ in limbs], np.int64)
     end_kind = np.array([b for _, b in limbs], np.int64)
     start = first[start_kind[limb]] + i

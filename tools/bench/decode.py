@@ -6,6 +6,9 @@ network's input size, optionally with noise to look more like network output:
 
     python -m selecsls.tools.bench.decode --size 512x320 --people 1 5 10 --frames 50
     python -m selecsls.tools.bench.decode --head centre2d --people 1 5 10
+
+For the PAF head a last column times the host's half of the CUDA graph path: the greedy
+assembly from the slots the device computes (`heads/pose2d/slots.py`).
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import statistics
 import time
 
 import numpy as np
+import torch
 
 from selecsls.datasets.synthetic_body import J
 from selecsls.datasets.synthetic_people import parse_size, sample_camera, sample_people
+from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.peaks import find_peaks
 from selecsls.heads.pose2d.registry import HEADS_2D, make_codec2d
+from selecsls.heads.pose2d.slots import slot_outputs
 
 
 def people_keypoints(rng: np.random.Generator, size: tuple[int, int], count: int) -> np.ndarray:
@@ -63,7 +69,8 @@ def _best_time(function, repeats: int) -> float:
 def bench(codec, size, count: int, frames: int, noise: float, seed: int, repeats: int = 5) -> dict:
     """Median over frames of the per-frame time (ms, best of `repeats`) of the whole decode
     (`codec`: either 2D head's) and of keypoint peak finding alone, and the mean number of
-    people found."""
+    people found. For the PAF codec also the host's half of the CUDA graph path ("slots_ms":
+    greedy assembly and mapping back from `slot_outputs`, computed here on the CPU)."""
     rng = np.random.default_rng(seed)
     maps = []
     for _ in range(frames):
@@ -82,12 +89,24 @@ def bench(codec, size, count: int, frames: int, noise: float, seed: int, repeats
         heatmaps = outputs["heatmaps"][:keypoint_channels]
         peaks.append(_best_time(lambda h=heatmaps: find_peaks(h, codec.peak_threshold), repeats))
         found.append(len(codec.decode_outputs(outputs, transform)[0]))
-    return {
+    row = {
         "people": count,
         "decode_ms": 1e3 * statistics.median(total),
         "peaks_ms": 1e3 * statistics.median(peaks),
         "found": statistics.mean(found),
     }
+    if isinstance(codec, Pose2DCodec):
+        host = [_best_time(lambda s=s: codec.decode_outputs(s, transform), repeats) for s in
+                (_slots(codec, outputs) for outputs in maps)]  # fmt: skip
+        row["slots_ms"] = 1e3 * statistics.median(host)
+    return row
+
+
+def _slots(codec: Pose2DCodec, outputs: dict) -> dict[str, np.ndarray]:
+    """One frame's maps -> the device decode's slots (one image, numpy), as the graph sends."""
+    maps = {key: torch.from_numpy(np.ascontiguousarray(outputs[key]))[None] for key in outputs}
+    slots = slot_outputs(maps["heatmaps"], maps["pafs"], codec)
+    return {key: value[0].numpy() for key, value in slots.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,12 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.head} decode per frame at {width}x{height} input, {args.frames} frames (best of "
         f"{args.repeats} runs each, CPU time), map noise {args.noise}"
     )
-    print("people  decode ms (median)  of which peaks ms  people found (mean)")
+    slots = "  from device slots ms" if isinstance(codec, Pose2DCodec) else ""
+    print(f"people  decode ms (median)  of which peaks ms  people found (mean){slots}")
     for count in args.people:
         row = bench(codec, args.size, count, args.frames, args.noise, args.seed, args.repeats)
+        host = f"  {row['slots_ms']:20.2f}" if "slots_ms" in row else ""
         print(
             f"{row['people']:6d}  {row['decode_ms']:18.2f}  {row['peaks_ms']:17.2f}"
-            f"  {row['found']:19.2f}"
+            f"  {row['found']:19.2f}{host}"
         )
     return 0
 
