@@ -209,10 +209,14 @@ def test_stage2_on_stage1_outputs_runs(tmp_path, synthetic, stage1_run):
     assert float(row["train_loss"]) >= 0 and "val_readout_pck" in row
 
 
-def test_pose2d_checkpoint_initialises_stage1(tmp_path):
-    pose2d = build_model({"backbone": "selecsls42b", "heads": {"xnect2d": {}}})
+@pytest.mark.parametrize("head2d, head3d", [("xnect2d", "xnect3d"), ("centre2d", "centre3d")])
+def test_pose2d_checkpoint_initialises_stage1(tmp_path, head2d, head3d):
+    from selecsls.backbones.checkpoint import CheckpointError
+
+    torch.manual_seed(0)
+    pose2d = build_model({"backbone": "selecsls42b", "heads": {head2d: {}}})
     save_model(pose2d, tmp_path / "pose2d.pt")
-    model = build_model({"backbone": "selecsls42b", "heads": {"xnect3d": {}}})
+    model = build_model({"backbone": "selecsls42b", "heads": {head3d: {}}})
     before = {k: v.clone() for k, v in model.state_dict().items()}
     kind = load_stage1_weights(model, str(tmp_path / "pose2d.pt"))
     assert kind.startswith("2D")
@@ -221,12 +225,15 @@ def test_pose2d_checkpoint_initialises_stage1(tmp_path):
         if ".trunk3d." in key or ".predictor3d." in key:
             assert torch.equal(value, before[key]), key  # the 3D branch keeps its init
         else:
-            assert torch.equal(value, source[key.replace("xnect3d", "xnect2d")]), key
-    from selecsls.backbones.checkpoint import CheckpointError
+            assert torch.equal(value, source[key.replace(head3d, head2d)]), key
 
-    other = build_model({"backbone": "selecsls60", "heads": {"xnect3d": {}}})
+    other = build_model({"backbone": "selecsls60", "heads": {head3d: {}}})
     with pytest.raises(CheckpointError, match="model.weights"):
         load_stage1_weights(other, str(tmp_path / "pose2d.pt"))
+    wrong = {"xnect3d": "centre3d", "centre3d": "xnect3d"}[head3d]  # the other 2D head's Stage I
+    mismatched = build_model({"backbone": "selecsls42b", "heads": {wrong: {}}})
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_stage1_weights(mismatched, str(tmp_path / "pose2d.pt"))
 
 
 def test_config_errors_name_the_key(tmp_path, synthetic, capsys):

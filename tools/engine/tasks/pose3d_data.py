@@ -23,6 +23,7 @@ from selecsls.datasets.mix3d import With3DFields, collate_pose3d
 from selecsls.datasets.muco import Multi3DDataset
 from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.loss import keypoint_masks
+from selecsls.heads.pose2d.registry import STAGE1_HEADS
 from selecsls.heads.pose3d.codec import Pose3DCodec
 from selecsls.heads.pose3d.xnect import stage1_state_from_2d
 from selecsls.heads.skeletons import (
@@ -128,8 +129,9 @@ def load_stage1_weights(
 
     - a Stage I (or Stage I + II) checkpoint (keys `heads.xnect3d.*` or `heads.centre3d.*`):
       Stage I loads whole;
-    - a 2D checkpoint (keys `heads.xnect2d.*`, the pose2d task's): backbone + 2D branch, the 3D
-      branch keeps its initialisation (`xnect3d.stage1_state_from_2d`);
+    - a 2D checkpoint (keys `heads.xnect2d.*` or `heads.centre2d.*`, the pose2d task's): backbone
+      + 2D branch into the Stage I head of the same 2D head (`STAGE1_HEADS`), the 3D branch
+      keeps its initialisation (`xnect3d.stage1_state_from_2d`); another head's is a mismatch;
     - an ImageNet file: the backbone only.
     A mismatch in what is loaded is a CheckpointError naming the config key. state: the file's
     state dict (`read_model_file`) where the caller has read it already."""
@@ -137,8 +139,12 @@ def load_stage1_weights(
         state, _ = read_model_file(source)
     what = f"{key}={source}"
     state = {k: v for k, v in state.items() if not k.startswith("heads.lifting.")}
-    if any(k.startswith("heads.xnect2d.") for k in state):
-        state, kind = stage1_state_from_2d(state), "2D checkpoint (backbone + 2D branch)"
+    head2d = next(
+        (h for h in STAGE1_HEADS if any(k.startswith(f"heads.{h}.") for k in state)), None
+    )
+    if head2d is not None:
+        state = stage1_state_from_2d(state, head2d, STAGE1_HEADS[head2d])
+        kind = "2D checkpoint (backbone + 2D branch)"
     elif any(k.startswith(("heads.xnect3d.", "heads.centre3d.")) for k in state):
         kind = "Stage I checkpoint"
     else:
