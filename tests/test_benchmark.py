@@ -414,3 +414,17 @@ def test_train_table_reports_images_per_second():
     (table,) = markdown_tables(text)
     assert table[0][3] == "images/s" and table[1][3] == "320"  # 64 images in 0.2 s
     assert "bf16 autocast + channels_last, torch.compile" in text
+
+
+def test_sizes_take_the_demos_wxh_input(tmp_path, capsys):
+    parser = benchmark.build_parser()
+    assert parser.parse_args(["--sizes", "224", "512x320", "64x64"]).sizes == [224, "512x320", 64]
+    for bad in ("512x", "0x320", "5x3x2"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--sizes", bad])
+    argv = ["--models", "selecsls42b", "--modes", "deploy", "--sizes", "48x32", "--batches", "1"]
+    argv += ["--reps", "1", "--warmup", "0", "--quiet", "--json", str(tmp_path / "out.json")]
+    assert benchmark.main(argv) == 0
+    assert "| 48x32 b1 |" in capsys.readouterr().out
+    record = json.loads((tmp_path / "out.json").read_text())["forward"][0]
+    assert record["size"] == "48x32" and record["median_ms"] > 0

@@ -54,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"one or more of: {mode_help}",
     )
     p.add_argument(
-        "--sizes", nargs="+", type=_positive, default=[224, 400, 512], help="square inputs"
+        "--sizes",
+        nargs="+",
+        type=_size,
+        default=[224, 400, 512],
+        help="inputs: S (square) or WxH (e.g. 512x320, the demo's)",
     )
     p.add_argument("--batches", nargs="+", type=_positive, default=[1, 16], help="batch sizes")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -102,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--_train-child", help=argparse.SUPPRESS)
     return p
+
+
+def _size(text: str) -> int | str:
+    """S -> S; WxH -> "WxH" (S for a square, so 224x224 and 224 are one column)."""
+    if "x" not in text:
+        return _positive(text)
+    parts = text.split("x")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"a size is S or WxH, got {text}")
+    width, height = (_positive(part) for part in parts)
+    return width if width == height else f"{width}x{height}"
 
 
 def _positive(text: str) -> int:

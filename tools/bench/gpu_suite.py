@@ -48,7 +48,7 @@ def steps(out: str) -> list[Step]:
     """The measurements, most important first (issue #23's figures)."""
     forward = ["-m", "selecsls.tools.benchmark", "--device", "cuda", "--quiet"]
     forward += ["--models", "selecsls60", "resnet50", "--modes", "deploy", "fp16", "graph"]
-    forward += ["--sizes", "224", "400", "512", "--batches", "1", "16", "--reps", "20"]
+    forward += ["--sizes", "224", "400", "512", "512x320", "--batches", "1", "16", "--reps", "20"]
     forward += ["--warmup", "5", "--json", f"{out}/forward.json"]
     demo = ["-m", "selecsls.tools.bench.demo", "--device", "cuda", "--no-onnx", "--frames", "100"]
     demo += ["--threads", "4", "--rounds", "3"]

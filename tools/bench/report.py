@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from selecsls.tools.bench.timing import Case, summarize
+from selecsls.tools.bench.timing import Case, size_label, summarize
 from selecsls.tools.deploy.precision import cpu_name
 from selecsls.tools.engine.amp import cpu_has_bf16
 
@@ -75,7 +75,7 @@ def forward_tables(
         values.setdefault(row, {})[key] = rec.get(f"{stat}_ms")
         spread.setdefault(row, {})[key] = rec.get("error") or relative_spread(rec)
     cols = _columns(sizes, batches)
-    header = ["model/mode"] + [f"{s}x{s} b{b}" for s, b in cols]
+    header = ["model/mode"] + [f"{size_label(s)} b{b}" for s, b in cols]
     rows = []
     for row, cells in values.items():
         rows.append([row] + [_time_cell(cells[k], spread[row][k]) for k in cols])
@@ -128,7 +128,7 @@ def fastest_table(
         ):
             best[rec["model"]][key] = (ms, rec["mode"])
     cols = _columns(sizes, batches)
-    header = ["model"] + [f"{s}x{s} b{b}" for s, b in cols]
+    header = ["model"] + [f"{size_label(s)} b{b}" for s, b in cols]
     rows = []
     base_best = best.get((baseline or "").partition("/")[0], {})
     for model, cells in best.items():

@@ -84,7 +84,7 @@ class Case:
     errors: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
-def _warm_up(case: Case, images: torch.Tensor, warmup: int, key: tuple[int, int]) -> bool:
+def _warm_up(case: Case, images: torch.Tensor, warmup: int, key: tuple) -> bool:
     """Run the warm-up calls (compilation happens here); record an error and return False on a
     failure such as running out of memory, so one shape cannot sink the whole run."""
     try:
@@ -96,6 +96,20 @@ def _warm_up(case: Case, images: torch.Tensor, warmup: int, key: tuple[int, int]
             torch.cuda.empty_cache()
         return False
     return True
+
+
+def input_hw(size: int | str) -> tuple[int, int]:
+    """A forward benchmark's input size, S (square) or "WxH" as `--sizes` gives it -> (H, W)."""
+    if isinstance(size, int):
+        return size, size
+    width, height = (int(value) for value in size.split("x"))
+    return height, width
+
+
+def size_label(size: int | str) -> str:
+    """ "WxH" for the tables: 224 -> "224x224", "512x320" unchanged."""
+    height, width = input_hw(size)
+    return f"{width}x{height}"
 
 
 def measure_forward(
@@ -112,12 +126,12 @@ def measure_forward(
     for size in sizes:
         for batch in batches:
             key = (size, batch)
-            images = torch.randn(batch, 3, size, size, generator=gen).to(device)
+            images = torch.randn(batch, 3, *input_hw(size), generator=gen).to(device)
             inputs = {False: images, True: images.contiguous(memory_format=torch.channels_last)}
             with torch.inference_mode():
                 live = []
                 for case in cases:
-                    progress.show(f"{size}x{size} b{batch}: warm-up {case.label}", detail=True)
+                    progress.show(f"{size_label(size)} b{batch}: warm-up {case.label}", detail=True)
                     if _warm_up(case, inputs[case.channels_last], warmup, key):
                         live.append(case)
                         case.times[key] = []
@@ -126,7 +140,7 @@ def measure_forward(
                     for case in live[shift:] + live[:shift]:
                         x = inputs[case.channels_last]
                         case.times[key].append(time_call(lambda c=case, x=x: c.runner(x), device))
-                    progress.show(f"{size}x{size} b{batch}: rep {rep + 1}/{reps}", advance=1)
+                    progress.show(f"{size_label(size)} b{batch}: rep {rep + 1}/{reps}", advance=1)
             del images, inputs
 
 
