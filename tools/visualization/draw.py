@@ -39,17 +39,20 @@ def draw_person(
     """Draw one person's limbs and keypoints (K, 3) (score 0 = missing) and its id, in place."""
     colour = colour or colour_of(track_id or 0)
     width = _line_width(image)
-    found = keypoints[:, 2] > 0
-    points = np.round(keypoints[:, :2]).astype(np.int32)
+    found = (keypoints[:, 2] > 0).tolist()
+    # plain tuples of ints: OpenCV takes them directly, and per-limb numpy indexing and tuple()
+    # of numpy rows cost as much as the drawing itself (a demo frame draws every person)
+    points = [tuple(p) for p in np.round(keypoints[:, :2]).astype(np.int32).tolist()]
     for a, b in limbs:
         if found[a] and found[b]:
-            cv2.line(image, tuple(points[a]), tuple(points[b]), colour, width + 1, cv2.LINE_AA)
-    for k in np.flatnonzero(found):
-        cv2.circle(image, tuple(points[k]), width + 2, (255, 255, 255), -1, cv2.LINE_AA)
-        cv2.circle(image, tuple(points[k]), width + 1, colour, -1, cv2.LINE_AA)
-    if track_id is not None and found.any():
-        top = points[found][np.argmin(points[found][:, 1])]
-        label_at = (int(top[0]) - 8 * width, max(int(top[1]) - 6 * width, 12))
+            cv2.line(image, points[a], points[b], colour, width + 1, cv2.LINE_AA)
+    shown = [point for point, ok in zip(points, found) if ok]
+    for point in shown:
+        cv2.circle(image, point, width + 2, (255, 255, 255), -1, cv2.LINE_AA)
+        cv2.circle(image, point, width + 1, colour, -1, cv2.LINE_AA)
+    if track_id is not None and shown:
+        top = min(shown, key=lambda point: point[1])  # the first topmost, as argmin
+        label_at = (top[0] - 8 * width, max(top[1] - 6 * width, 12))
         _label(image, f"#{track_id}", label_at, colour, 0.45 * width)
     return image
 
