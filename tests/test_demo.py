@@ -316,3 +316,22 @@ def test_network_thread_starts_with_the_configured_threads():
     finally:
         torch.set_num_threads(threads)
     assert Recorder.seen == [1, 1, 1]
+
+
+@pytest.mark.parametrize("shape", [(224, 320), (200, 320), (300, 320), (480, 640)])
+def test_preprocess_canvas_is_the_evaluation_letterbox(shape):
+    # the canvas is padded by strips now: every pixel must still be evaluation's, on frames that
+    # fill it, leave a bottom strip or a right strip, and after a frame that left other strips
+    class Uint8Runner:
+        takes_uint8, description, device = True, "stub", torch.device("cpu")
+
+    estimator = PoseEstimator(Uint8Runner(), INPUT)
+    rng = np.random.default_rng(0)
+    estimator.preprocess(rng.integers(0, 255, (100, 320, 3), dtype=np.uint8))  # leaves a strip
+    frame = rng.integers(0, 255, (*shape, 3), dtype=np.uint8)
+    canvas, matrix = estimator.preprocess(frame)
+    no_keypoints = np.zeros((0, 17, 3), np.float32)
+    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)  # evaluation letterboxes RGB images
+    want, _, _, want_matrix = EvalResize(INPUT)(rgb, no_keypoints, np.zeros(shape, np.uint8))
+    np.testing.assert_array_equal(canvas[0].numpy(), want)
+    np.testing.assert_allclose(matrix, want_matrix)

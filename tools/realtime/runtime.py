@@ -29,7 +29,7 @@ from torch import nn
 
 from selecsls.backbones.checkpoint import CheckpointError
 from selecsls.backbones.fusion import fuse_bn
-from selecsls.datasets.augment import PAD_VALUE, EvalResize
+from selecsls.datasets.augment import EvalResize, pad_row
 from selecsls.datasets.coco import to_tensor
 from selecsls.heads import load_model
 from selecsls.heads.pose2d.codec import Pose2DCodec
@@ -210,6 +210,7 @@ class PoseEstimator:
         self.codec = codec or Pose2DCodec()
         self.resize = EvalResize(self.input_size)
         self.canvas = np.empty((self.input_size[1], self.input_size[0], 3), np.uint8)
+        self.pad_bgr = pad_row(self.input_size[0])[:, ::-1].copy()  # PAD_VALUE is RGB
         self.pose3d = pose3d
         self.readout3d: str | None = None
         self.has_3d: bool | None = None  # known after the first frame
@@ -240,7 +241,10 @@ class PoseEstimator:
         scale = float(matrix[0, 0])
         new_w = min(self.input_size[0], max(1, round(width * scale)))
         new_h = min(self.input_size[1], max(1, round(height * scale)))
-        self.canvas[:] = PAD_VALUE[::-1]  # PAD_VALUE is RGB; the canvas is BGR until converted
+        # pad only what the image leaves (bottom, right), by whole rows: broadcasting the pixel
+        # tuple over the canvas took 1.7 ms a frame at 512x320, the resize itself 0.02
+        self.canvas[new_h:] = self.pad_bgr
+        self.canvas[:new_h, new_w:] = self.pad_bgr[new_w:]
         self.canvas[:new_h, :new_w] = cv2.resize(
             frame, (new_w, new_h), interpolation=cv2.INTER_AREA
         )
