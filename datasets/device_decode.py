@@ -5,9 +5,10 @@ On a GPU machine the data workers' JPEG decoding bounds ImageNet training: on th
 With `data.device_decode` the workers only read the file and draw the augmentation's random
 numbers (`DeferredTrainTransform`: the crop box from the JPEG header, flip, jitter order and
 factors, in `TrainTransform.from_jpeg_bytes`' order); the main process decodes the whole batch
-at once on the device (`torchvision.io.decode_jpeg` on a list, nvJPEG on CUDA) and runs the same
-crop-and-resize, flip and jitter there (`augment_on_device`). With the same random numbers the
-result equals `from_jpeg_bytes` on the CPU (tests/test_device_decode.py).
+at once on the device (`torchvision.io.decode_jpeg` on a list, nvJPEG on CUDA), resizes each
+crop there and jitters the batch in one pass (`augment_on_device`, `transforms.jitter_batch`).
+With the same random numbers the result equals `from_jpeg_bytes` on the CPU
+(tests/test_device_decode.py).
 
 Files that are not JPEGs, whose header cannot be read, or that the device cannot decode (CMYK
 on nvJPEG, say) take the workers' or the CPU's path, so every file `ImageFolder` reads still
@@ -26,20 +27,19 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
-from .transforms import TrainTransform, random_crop_box
-
-JITTER_OPS = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation)
+from .transforms import TrainTransform, draw_jitter, jitter_batch, random_crop_box
 
 
 @dataclass(frozen=True)
 class Deferred:
     """One training JPEG, read but not decoded, with its augmentation drawn: crop (left, top,
-    w, h) in the decoded image's pixels, flip, and the jitter as (op index, factor) in order."""
+    w, h) in the decoded image's pixels, flip, and the jitter (`transforms.draw_jitter`)."""
 
     data: torch.Tensor  # (B,) uint8, the file's bytes
     box: tuple[int, int, int, int]
     flip: bool
-    jitter: tuple[tuple[int, float], ...]
+    jitter_ops: tuple[int, ...] = ()  # transforms.JITTER_OPS indices, in order
+    jitter_factors: tuple[float, ...] = ()
     source: str = ""  # the file, named if it turns out unreadable
 
 
@@ -61,14 +61,9 @@ class DeferredTrainTransform(TrainTransform):
             return super().from_jpeg_bytes(data)
         box = random_crop_box(width, height, self.scale, self.ratio)
         flip = random.random() < self.hflip
-        jitter: tuple[tuple[int, float], ...] = ()
-        if self.jitter > 0:  # the draws of color_jitter_tensor, in its order
-            order = list(range(len(JITTER_OPS)))
-            random.shuffle(order)
-            low, high = max(0.0, 1 - self.jitter), 1 + self.jitter
-            jitter = tuple((op, random.uniform(low, high)) for op in order)
+        ops, factors = draw_jitter(self.jitter) if self.jitter > 0 else ([], [])
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return Deferred(raw, box, flip, jitter, source)
+        return Deferred(raw, box, flip, tuple(ops), tuple(factors), source)
 
 
 def augment_on_device(
@@ -79,21 +74,24 @@ def augment_on_device(
     Returns (M, 3, size, size) uint8 on `device` and the positions in `items` that it holds
     (M <= len(items): a file no decoder reads is left out, with a warning)."""
     decoded = _decode_all(items, device)
-    images, kept = [], []
-    for position, (item, image) in enumerate(zip(items, decoded)):
-        if image is None:
-            continue
-        left, top, w, h = item.box
-        image = TF.resized_crop(image, top, left, h, w, [size, size], mode, antialias=True)
-        if item.flip:
-            image = image.flip(-1)
-        for op, factor in item.jitter:
-            image = JITTER_OPS[op](image, factor)
-        images.append(image)
-        kept.append(position)
-    if not images:
+    kept = [position for position, image in enumerate(decoded) if image is not None]
+    if not kept:
         return torch.zeros(0, 3, size, size, dtype=torch.uint8, device=device), kept
-    return torch.stack(images), kept
+    crops = []
+    for position in kept:  # crops differ in size: one resize each
+        left, top, w, h = items[position].box
+        image = TF.resized_crop(
+            decoded[position], top, left, h, w, [size, size], mode, antialias=True
+        )
+        crops.append(image.flip(-1) if items[position].flip else image)
+    images = torch.stack(crops)
+    jittered = [position for position in kept if items[position].jitter_ops]
+    if jittered:  # one call per step and op for the whole batch
+        rows = [kept.index(position) for position in jittered]
+        ops = torch.tensor([items[p].jitter_ops for p in jittered])
+        factors = torch.tensor([items[p].jitter_factors for p in jittered], dtype=torch.float64)
+        images[rows] = jitter_batch(images[rows], ops, factors)
+    return images, kept
 
 
 def _decode_all(items: list[Deferred], device: torch.device) -> list[torch.Tensor | None]:

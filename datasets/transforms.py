@@ -144,12 +144,75 @@ def color_jitter(image: Image.Image, strength: float) -> Image.Image:
 
 
 def color_jitter_tensor(image: torch.Tensor, strength: float) -> torch.Tensor:
-    """`color_jitter` for a (3, H, W) uint8 tensor."""
-    ops = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation]
+    """`color_jitter` for a (3, H, W) uint8 tensor (`draw_jitter`, then `jitter_batch`)."""
+    ops, factors = draw_jitter(strength)
+    return jitter_batch(image[None], torch.tensor([ops]), torch.tensor([factors]))[0]
+
+
+def draw_jitter(strength: float) -> tuple[list[int], list[float]]:
+    """One image's colour jitter: the JITTER_OPS indices in random order and a U(1 - s, 1 + s)
+    factor for each, drawn from `random` in that order."""
+    ops = list(range(len(JITTER_OPS)))
     random.shuffle(ops)
-    for op in ops:
-        image = op(image, random.uniform(max(0.0, 1 - strength), 1 + strength))
-    return image
+    low, high = max(0.0, 1 - strength), 1 + strength
+    return ops, [random.uniform(low, high) for _ in ops]
+
+
+def jitter_batch(images: torch.Tensor, ops: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> jittered uint8: image n gets JITTER_OPS[ops[n, k]] with factor
+    factors[n, k] for k = 0, 1, ... in turn (ops (N, S) int64, factors (N, S) float64).
+
+    torchvision's brightness, contrast and saturation formulas (uint8 after each step), written
+    for a factor per image so a batch is one call per step and op, on any device. Elementwise
+    but for contrast's per-image mean, so an image comes out the same alone or in a batch (the
+    data workers jitter one image, `device_decode` a whole batch)."""
+    factors = factors.to(torch.float32)  # as torchvision, which multiplies float32 by the factor
+    if len(images) == 1:  # the data workers' case: the ops in turn, nothing to select
+        for step, op in enumerate(ops[0].tolist()):
+            images = JITTER_OPS[op](images, factors[0, step].to(images.device))
+        return images
+    owned = False  # whether `images` is ours to write into (the caller's input is not)
+    for step in range(ops.shape[1]):
+        for op, adjust in enumerate(JITTER_OPS):
+            chosen = (ops[:, step] == op).nonzero().flatten().tolist()
+            if not chosen:
+                continue
+            factor = factors[chosen, step].to(images.device).view(-1, 1, 1, 1)
+            if len(chosen) == len(images):  # all of them (always, for one image): no gather
+                images, owned = adjust(images, factor), True
+            else:
+                images, owned = (images if owned else images.clone()), True
+                images[chosen] = adjust(images[chosen], factor)
+    return images
+
+
+def _blend(image: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    # other + factor * (image - other): one fused kernel, the weight a tensor (one per image)
+    return torch.lerp(other, image.float(), factor).clamp_(0, 255).to(torch.uint8)
+
+
+def _grey(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) uint8 -> (N, 1, H, W) float32 luma (ITU-R 601-2, torchvision's weights)."""
+    red, green, blue = images.unbind(1)
+    return red.mul(0.2989).add_(green, alpha=0.587).add_(blue, alpha=0.114).unsqueeze(1)
+
+
+def _brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return (images * factor).clamp_(0, 255).to(torch.uint8)
+
+
+def _contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    grey = _grey(images).to(torch.uint8)  # the grey image, rounded down as an image
+    mean = grey.mean(dim=(1, 2, 3), keepdim=True, dtype=torch.float32)  # (N, 1, 1, 1)
+    # a blend towards one value per image: the image's pass alone carries the work
+    return images.mul(factor).add_(mean * (1 - factor)).clamp_(0, 255).to(torch.uint8)
+
+
+def _saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return _blend(images, _grey(images).floor_(), factor)
+
+
+JITTER_OPS = (_brightness, _contrast, _saturation)  # color_jitter's order before the shuffle
 
 
 class EvalTransform:
