@@ -18,7 +18,6 @@ trains; one that no decoder reads is dropped and counted like `collate`'s unread
 from __future__ import annotations
 
 import io
-import random
 import warnings
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
-from .transforms import TrainTransform, draw_jitter, jitter_batch, random_crop_box
+from .transforms import TrainTransform, jitter_batch
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,7 @@ class DeferredTrainTransform(TrainTransform):
                     return super().from_jpeg_bytes(data)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
             return super().from_jpeg_bytes(data)
-        box = random_crop_box(width, height, self.scale, self.ratio)
-        flip = random.random() < self.hflip
-        ops, factors = draw_jitter(self.jitter) if self.jitter > 0 else ([], [])
+        box, flip, ops, factors = self.draw(width, height)
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return Deferred(raw, box, flip, tuple(ops), tuple(factors), source)
 

@@ -123,15 +123,26 @@ class TrainTransform:
         except RuntimeError as err:
             raise OSError(str(err).strip().splitlines()[-1]) from None
         height, width = image.shape[1:]
-        left, top, w, h = random_crop_box(width, height, self.scale, self.ratio)
+        (left, top, w, h), flip, ops, factors = self.draw(width, height)
         image = TF.resized_crop(
             image, top, left, h, w, [self.size, self.size], self.tensor_mode, antialias=True
         )
-        if random.random() < self.hflip:
+        if flip:
             image = image.flip(-1)
-        if self.jitter > 0:
-            image = color_jitter_tensor(image, self.jitter)
+        if ops:
+            image = jitter_batch(image[None], torch.tensor([ops]), torch.tensor([factors]))[0]
         return image.contiguous()
+
+    def draw(
+        self, width: int, height: int
+    ) -> tuple[tuple[int, int, int, int], bool, list[int], list[float]]:
+        """The JPEG path's random numbers for a width x height image, in the one order both
+        this path and `device_decode` draw them: crop (left, top, w, h), flip, jitter ops and
+        factors (`draw_jitter`; none without jitter)."""
+        box = random_crop_box(width, height, self.scale, self.ratio)
+        flip = random.random() < self.hflip
+        ops, factors = draw_jitter(self.jitter) if self.jitter > 0 else ([], [])
+        return box, flip, ops, factors
 
 
 def color_jitter(image: Image.Image, strength: float) -> Image.Image:
@@ -141,12 +152,6 @@ def color_jitter(image: Image.Image, strength: float) -> Image.Image:
     for op in ops:
         image = op(image).enhance(random.uniform(max(0.0, 1 - strength), 1 + strength))
     return image
-
-
-def color_jitter_tensor(image: torch.Tensor, strength: float) -> torch.Tensor:
-    """`color_jitter` for a (3, H, W) uint8 tensor (`draw_jitter`, then `jitter_batch`)."""
-    ops, factors = draw_jitter(strength)
-    return jitter_batch(image[None], torch.tensor([ops]), torch.tensor([factors]))[0]
 
 
 def draw_jitter(strength: float) -> tuple[list[int], list[float]]:
