@@ -117,8 +117,8 @@ def connect_people(
     people = _People(len(peaks.kind), num_kinds)
     # limb order first, then best score first (stable, so ties keep peak order)
     order = np.lexsort((-score, limb)).tolist()
-    # Python lists and ints below: the loop runs per candidate, where numpy scalars cost more
-    # than the arithmetic (1.6x the time of the whole decode with numpy tables)
+    # Python lists and ints below: the loop runs per candidate, where indexing numpy arrays and
+    # numpy scalars cost more than the arithmetic (docs/benchmarks.md, "Host assembly")
     limb_list, start_list, end_list = limb.tolist(), start.tolist(), end.tolist()
     score_list = score.astype(np.float64).tolist()
     used: set[tuple[int, int]] = set()  # (limb, peak) already matched
