@@ -82,11 +82,11 @@ def augment_on_device(
         )
         crops.append(image.flip(-1) if items[position].flip else image)
     images = torch.stack(crops)
-    jittered = [position for position in kept if items[position].jitter_ops]
-    if jittered:  # one call per step and op for the whole batch
-        rows = [kept.index(position) for position in jittered]
-        ops = torch.tensor([items[p].jitter_ops for p in jittered])
-        factors = torch.tensor([items[p].jitter_factors for p in jittered], dtype=torch.float64)
+    rows = [row for row, position in enumerate(kept) if items[position].jitter_ops]
+    if rows:  # one call per step and op for the whole batch
+        jittered = [items[kept[row]] for row in rows]
+        ops = torch.tensor([item.jitter_ops for item in jittered])
+        factors = torch.tensor([item.jitter_factors for item in jittered], dtype=torch.float64)
         images[rows] = jitter_batch(images[rows], ops, factors)
     return images, kept
 
