@@ -191,3 +191,12 @@ def test_decode_bench_times_the_host_half_of_the_graph_path():
 
     row = decode.bench(Pose2DCodec(), (128, 96), 2, frames=2, noise=0.0, seed=0, repeats=1)
     assert row["found"] == 2 and 0 < row["slots_ms"] < 1e4 and 0 < row["peaks_ms"] < 1e4
+
+
+def test_decode_bench_counts_the_device_halfs_kernels():
+    from selecsls.tools.bench import decode
+
+    threads = torch.get_num_threads()
+    row = decode.device_half(Pose2DCodec(), (128, 96), repeats=1)
+    assert 40 <= row["kernels"] <= 90 and row["ms"] > 0
+    assert torch.get_num_threads() == threads  # restored after timing on one thread

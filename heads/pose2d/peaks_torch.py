@@ -18,8 +18,9 @@ from torch import Tensor
 
 from .peaks import Peaks
 
-# (dy, dx) of the 4 neighbours before a cell in raster order: the cell must beat them strictly.
-_BEFORE = ((-1, -1), (-1, 0), (-1, 1), (0, -1))
+# (dy, dx) of the 4 neighbours before a cell in raster order (the cell must beat them strictly),
+# then of the 4 after it (the cell must be at least as high)
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
 def find_peaks_torch(
@@ -36,54 +37,66 @@ def find_peaks_torch(
       the cap and keeps `np.nonzero`'s order).
     Valid slots come first in each (n, k) row. Inputs of any float dtype are decoded in float32
     (as `to_numpy` does for the numpy decoder; bfloat16 -> float32 is exact).
+
+    On a GPU at batch 1 these small ops cost their launches, not their arithmetic, so each step
+    is written to launch few kernels (45 at 18 x 40 x 64, against 123 in the first version;
+    `tools.bench.kernels`), with the same float32 operations as numpy in the same order.
     """
-    maps = heatmaps.to(torch.float32)
+    # one cast, and NCHW order for the flat reads (the network's outputs are channels_last)
+    maps = heatmaps.to(torch.float32, memory_format=torch.contiguous_format)
     width = maps.shape[-1]
     padded = F.pad(maps, (1, 1, 1, 1), value=float("-inf"))
     is_peak = peak_mask(maps, padded, threshold)
-    cell, valid = _top_cells(maps, is_peak, top_k)
-    cell, valid = _numpy_order(cell, valid, is_peak.flatten(1).sum(1), top_k)
-    score = maps.flatten(2).gather(2, cell)
-    xy = _refine(padded, cell, width)
-    score = torch.where(valid, score, torch.zeros_like(score))
-    xy = torch.where(valid[..., None], xy, torch.zeros_like(xy))
+    cell, valid = _top_cells(maps.flatten(2), is_peak.flatten(2), top_k, threshold)
+    cell = _numpy_order(cell, valid, is_peak.flatten(1).sum(1), top_k)
+    score = torch.where(valid, maps.flatten(2).gather(2, cell), 0.0)
+    xy = torch.where(valid[..., None], _refine(padded, cell, width), 0.0)
     return score, xy, valid
 
 
 def peak_mask(maps: Tensor, padded: Tensor, threshold: float) -> Tensor:
     """(N, K, h, w) float32 maps and the same padded by one -inf cell -> (N, K, h, w) bool peaks.
 
-    A peak is above `threshold`, >= its 8 neighbours (one 3x3 max-pool, which pads with -inf
-    itself) and strictly > the 4 neighbours before it in raster order, so a plateau of equal
-    values keeps exactly its first cell, as find_peaks does.
+    A peak is above `threshold`, >= the 4 neighbours after it in raster order and strictly > the
+    4 before it, so a plateau of equal values keeps exactly its first cell, as find_peaks does
+    (which tests >= all 8 neighbours, then > the 4 before). One stack of the 8 shifted views and
+    one max give both neighbour maxima; the threshold joins the strict test as a lower bound
+    (x > max(b, t) is x > b and x > t, NaN failing both ways).
     """
     _, _, h, w = maps.shape
-    not_below = maps >= F.max_pool2d(maps, 3, stride=1, padding=1)
-    before = torch.stack(
-        [padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in _BEFORE]
-    ).amax(0)
-    return (maps > threshold) & not_below & (maps > before)
+    shifted = torch.stack(
+        [padded[:, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in _NEIGHBOURS]
+    )
+    before, after = shifted.unflatten(0, (2, 4)).amax(1)
+    return (maps > before.clamp_min(threshold)) & (maps >= after)
 
 
-def _top_cells(maps: Tensor, is_peak: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
-    """Peak mask (N, K, h, w) -> flat cell index (N, K, top_k) int64 and valid (N, K, top_k).
+def _top_cells(
+    flat: Tensor, is_peak: Tensor, top_k: int, threshold: float
+) -> tuple[Tensor, Tensor]:
+    """Flat maps (N, K, h w) float32 and their peak mask -> flat cell index (N, K, top_k) int64
+    and valid (N, K, top_k).
 
     One topk over an int64 key per cell: the score's order-preserving integer image in the high
     32 bits, the reversed cell index in the low 32. So equal scores are ranked by raster order,
     exactly like find_peaks' stable sort; a float topk leaves the order of ties unspecified, and
-    which of two tied peaks survives the cap would then differ from numpy.
+    which of two tied peaks survives the cap would then differ from numpy. Non-peaks get the
+    lowest key, so valid slots lead every row.
     """
-    count = maps.shape[-2] * maps.shape[-1]
-    flat = maps.flatten(2) + 0.0  # -0.0 + 0.0 = +0.0: both zeros get one key, as they compare equal
-    bits = flat.view(torch.int32).to(torch.int64)
-    # IEEE floats order like sign-magnitude integers: flip the magnitude bits of negatives
-    ordered = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
-    index = torch.arange(count, device=maps.device)
-    key = ordered * (1 << 32) + (count - 1 - index)
-    key = torch.where(is_peak.flatten(2), key, torch.full_like(key, torch.iinfo(torch.int64).min))
+    count = flat.shape[-1]
+    if threshold < 0:  # peaks may be zero or negative: map the floats onto ordered integers
+        flat = flat + 0.0  # -0.0 + 0.0 = +0.0: both zeros get one key, as they compare equal
+        bits = flat.view(torch.int32).to(torch.int64)
+        # IEEE floats order like sign-magnitude integers: flip the magnitude bits of negatives
+        bits = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
+    else:  # every peak is > threshold >= 0, a positive float: its bits already order like it
+        bits = flat.view(torch.int32).to(torch.int64)
+    reversed_cell = device_range(count, flat.device, descending=True)
+    key = torch.add(reversed_cell, bits, alpha=1 << 32)  # integers: exact
+    key = torch.where(is_peak, key, torch.iinfo(torch.int64).min)
     taken = min(top_k, count)
-    _, cell = key.topk(taken, dim=2, largest=True, sorted=True)
-    valid = is_peak.flatten(2).gather(2, cell)
+    top, cell = key.topk(taken, dim=2, largest=True, sorted=True)
+    valid = top > torch.iinfo(torch.int64).min
     if taken < top_k:  # a map smaller than top_k cells: pad with invalid slots
         pad = top_k - taken
         cell = F.pad(cell, (0, pad))
@@ -91,56 +104,60 @@ def _top_cells(maps: Tensor, is_peak: Tensor, top_k: int) -> tuple[Tensor, Tenso
     return cell, valid
 
 
-def _numpy_order(cell: Tensor, valid: Tensor, total: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
+def _numpy_order(cell: Tensor, valid: Tensor, total: Tensor, top_k: int) -> Tensor:
     """Score-ordered slots (N, K, top_k) -> find_peaks' order: raster order in images with at most
     top_k peaks over all kinds (`total` (N,), before any cap), else unchanged.
 
     The test is on the uncapped count, as find_peaks' `len(kind) > max_per_kind` is: the kept
     slots alone cannot tell a kind with exactly top_k peaks from one that lost some. Computed for
-    every image and selected with `where`: static shapes, no host sync.
+    every image with one sort (static shapes, no host sync): the key is the cell index where the
+    image fits and the slot is valid, else 2^40 + the slot, which keeps the slot where it is. The
+    valid flags need no reordering: valid slots lead the row in either order.
     """
     fits = (total <= top_k)[:, None, None]
-    slot = torch.arange(top_k, device=cell.device)
-    # invalid slots sort after every real cell index and keep their relative order
-    raster_key = torch.where(valid, cell, slot + (1 << 40))  # a scalar: no host-to-device copy
-    _, order = raster_key.sort(dim=2)
-    return (
-        torch.where(fits, cell.gather(2, order), cell),
-        torch.where(fits, valid.gather(2, order), valid),
-    )
+    keep = device_range(top_k, cell.device, offset=1 << 40)
+    _, order = torch.where(fits & valid, cell, keep).sort(dim=2)
+    return cell.gather(2, order)
+
+
+# a peak's 5-cell cross in the padded map, as offsets from its centre cell: x - 1, y - 1, the
+# centre, x + 1, y + 1 (dy, dx); left / right of the parabola fits are [0:2] / [3:5]
+_CROSS = ((0, -1), (-1, 0), (0, 0), (0, 1), (1, 0))
 
 
 def _refine(padded: Tensor, cell: Tensor, width: int) -> Tensor:
-    """Padded maps (N, K, h + 2, w + 2), flat cells (N, K, T) -> xy (N, K, T, 2) sub-cell coords."""
-    row, col = cell // width, cell % width
-    flat = padded.flatten(2)
-    stride = width + 2
+    """Padded maps (N, K, h + 2, w + 2), flat cells (N, K, T) -> xy (N, K, T, 2) sub-cell coords.
 
-    def value(dy: int, dx: int) -> Tensor:
-        return flat.gather(2, (row + 1 + dy) * stride + (col + 1 + dx))
-
-    middle = value(0, 0)
-    offset_x = _parabola_offset(value(0, -1), middle, value(0, 1))
-    offset_y = _parabola_offset(value(-1, 0), middle, value(1, 0))
-    # float32 sums of an integer and a float32 offset round like numpy's float64 sum cast down
-    return torch.stack([col.to(torch.float32) + offset_x, row.to(torch.float32) + offset_y], -1)
-
-
-def _parabola_offset(left: Tensor, middle: Tensor, right: Tensor) -> Tensor:
-    """Sub-cell offset along one axis from the values at -1, 0, +1 (all (N, K, T)).
-
-    The vertex of the parabola through the logs, clipped to +-0.5; 0 at map borders (a -inf
-    neighbour from the padding) and where the logs are not concave. The same float32 operations,
-    in the same order, as `peaks._parabola_offset`.
+    One gather reads every peak's cross (`_CROSS`), so x and y are refined together.
     """
-    inside = torch.isfinite(left) & torch.isfinite(right)
-    log_l = torch.log(left.clamp_min(1e-6))
-    log_r = torch.log(right.clamp_min(1e-6))
-    log_m = torch.log(middle.clamp_min(1e-6))
+    n, k, t = cell.shape
+    stride = width + 2
+    row = cell.div(width, rounding_mode="floor")
+    col = torch.sub(cell, row, alpha=width)
+    # cell (row, col) is (row + 1) * stride + col + 1 = cell + 2 row + stride + 1 in the padding
+    steps = tuple(stride + 1 + dy * stride + dx for dy, dx in _CROSS)
+    index = torch.add(cell, row, alpha=2)[..., None] + device_constant(steps, cell.device)
+    values = padded.flatten(2).gather(2, index.flatten(2)).view(n, k, t, len(_CROSS))
+    offset = _parabola_offsets(values)
+    # float32 sums of an integer and a float32 offset round like numpy's float64 sum cast down
+    return torch.stack([col, row], -1).to(torch.float32) + offset
+
+
+def _parabola_offsets(cross: Tensor) -> Tensor:
+    """(N, K, T, 5) values of each peak's cross (`_CROSS`) -> (N, K, T, 2) sub-cell x, y offsets.
+
+    Per axis the vertex of the parabola through the logs at -1, 0, +1, clipped to +-0.5; 0 at map
+    borders (a -inf neighbour from the padding) and where the logs are not concave. The same
+    float32 operations, in the same order, as `peaks._parabola_offset`.
+    """
+    finite = torch.isfinite(cross)
+    inside = finite[..., 0:2] & finite[..., 3:5]
+    logs = torch.log(cross.clamp_min(1e-6))
+    log_l, log_m, log_r = logs[..., 0:2], logs[..., 2:3], logs[..., 3:5]
     curvature = log_l - 2 * log_m + log_r
     offset = 0.5 * (log_l - log_r) / curvature
     good = inside & (curvature < -1e-6) & torch.isfinite(offset)
-    return torch.where(good, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))
+    return torch.where(good, offset.clamp(-0.5, 0.5), 0.0)
 
 
 def to_peaks(score: Tensor, xy: Tensor, valid: Tensor, n: int) -> Peaks:
@@ -188,23 +205,27 @@ def score_limbs_torch(
     and the acceptance test `ratio > min_ratio` flipped for every pair exactly at the threshold
     (seen on an H200). `min_accepted_count` makes that test exact in integers.
     """
-    pafs = pafs.to(torch.float32)
+    # one cast, and NCHW order for the flat reads (the network's outputs are channels_last)
+    pafs = pafs.to(torch.float32, memory_format=torch.contiguous_format)
     n, _, h, w = pafs.shape
-    start_kind = device_constant(tuple(a for a, _ in limbs), xy.device)
-    end_kind = device_constant(tuple(b for _, b in limbs), xy.device)
-    start = xy[:, start_kind][:, :, :, None, :]  # (N, L, T, 1, 2)
-    end = xy[:, end_kind][:, :, None, :, :]  # (N, L, 1, T, 2)
-    pair_valid = valid[:, start_kind][..., :, None] & valid[:, end_kind][..., None, :]
+    num_limbs = len(limbs)
+    kinds = device_constant(tuple(a for a, _ in limbs) + tuple(b for _, b in limbs), xy.device)
+    ends_xy, ends_valid = xy[:, kinds], valid[:, kinds]  # (N, 2L, T, ...): starts, then ends
+    start = ends_xy[:, :num_limbs, :, None, :]  # (N, L, T, 1, 2)
+    end = ends_xy[:, num_limbs:, None, :, :]  # (N, L, 1, T, 2)
+    pair_valid = ends_valid[:, :num_limbs, :, None] & ends_valid[:, num_limbs:, None, :]
     vec = end - start  # (N, L, T, T, 2)
     length = torch.sqrt((vec**2).sum(-1))
     unit = vec / length.clamp_min(1e-6)[..., None]
     points = start[..., None, :] + _steps(samples, xy.device)[:, None] * vec[..., None, :]
-    cols = torch.round(points[..., 0]).to(torch.int64).clamp(0, w - 1)  # half to even, as rint
-    rows = torch.round(points[..., 1]).to(torch.int64).clamp(0, h - 1)
-    field_x, field_y = _read_field(pafs, rows * w + cols, len(limbs))  # (N, L, T, T, S)
-    dot = field_x * unit[..., 0, None] + field_y * unit[..., 1, None]
+    cells = torch.round(points).to(torch.int64)  # (N, L, T, T, S, 2) columns, rows; rint's rule
+    low = device_constant((0, 0), xy.device)
+    cells = torch.clamp(cells, low, device_constant((w - 1, h - 1), xy.device))
+    field = _read_field(pafs, torch.add(cells[..., 0], cells[..., 1], alpha=w), num_limbs)
+    # (N, L, 2, T, T, S) field . (N, L, 2, T, T, 1) direction: a sum of the two products
+    dot = (field * unit.movedim(-1, 2)[..., None]).sum(2)
     coincident = (length < min_length)[..., None]
-    dot = torch.where(coincident, torch.hypot(field_x, field_y), dot)
+    dot = torch.where(coincident, torch.hypot(field[:, :, 0], field[:, :, 1]), dot)
     good = dot > min_score
     count = good.sum(-1)
     score = (dot * good).sum(-1) / count.clamp_min(1)
@@ -227,6 +248,16 @@ def device_constant(values: tuple[int, ...], device: torch.device) -> Tensor:
 
 
 @functools.lru_cache(maxsize=64)
+def device_range(
+    count: int, device: torch.device, descending: bool = False, offset: int = 0
+) -> Tensor:
+    """offset + 0..count-1 (or count-1..0) as int64 on `device`, made once (see
+    `device_constant`)."""
+    values = torch.arange(count, dtype=torch.int64, device=device) + offset
+    return values.flip(0) if descending else values
+
+
+@functools.lru_cache(maxsize=64)
 def _steps(samples: int, device: torch.device) -> Tensor:
     """(S,) float32 fractions 0..1, rounded like np.linspace(0, 1, S, dtype=float32) (float64
     products, the last set to 1, then cast), so the sample points round to the same cells.
@@ -237,11 +268,10 @@ def _steps(samples: int, device: torch.device) -> Tensor:
     return steps.to(torch.float32)
 
 
-def _read_field(pafs: Tensor, flat_cell: Tensor, num_limbs: int) -> tuple[Tensor, Tensor]:
-    """pafs (N, 2L, h, w), flat cells (N, L, ...) -> the limb's x and y field there (N, L, ...)."""
+def _read_field(pafs: Tensor, flat_cell: Tensor, num_limbs: int) -> Tensor:
+    """pafs (N, 2L, h, w) contiguous, flat cells (N, L, ...) -> the limb's field there
+    (N, L, 2, ...): x and y in one gather."""
     n = pafs.shape[0]
-    field = pafs.reshape(n, num_limbs, 2, -1)
-    index = flat_cell.reshape(n, num_limbs, -1)
-    field_x = field[:, :, 0].gather(2, index).reshape(flat_cell.shape)
-    field_y = field[:, :, 1].gather(2, index).reshape(flat_cell.shape)
-    return field_x, field_y
+    field = pafs.view(n, num_limbs, 2, -1)
+    index = flat_cell.reshape(n, num_limbs, 1, -1).expand(-1, -1, 2, -1)
+    return field.gather(3, index).view(n, num_limbs, 2, *flat_cell.shape[2:])

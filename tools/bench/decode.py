@@ -8,7 +8,9 @@ network's input size, optionally with noise to look more like network output:
     python -m selecsls.tools.bench.decode --head centre2d --people 1 5 10
 
 For the PAF head a last column times the host's half of the CUDA graph path: the greedy
-assembly from the slots the device computes (`heads/pose2d/slots.py`).
+assembly from the slots the device computes (`heads/pose2d/slots.py`). A last line gives the
+device half's cost drivers: the kernels it launches per frame (`bench.kernels`; at batch 1 on a
+GPU each costs its launch) and its eager time on this CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.peaks import find_peaks
 from selecsls.heads.pose2d.registry import HEADS_2D, make_codec2d
 from selecsls.heads.pose2d.slots import slot_outputs
+from selecsls.tools.bench.kernels import count_kernels
 
 
 def people_keypoints(rng: np.random.Generator, size: tuple[int, int], count: int) -> np.ndarray:
@@ -109,6 +112,27 @@ def _slots(codec: Pose2DCodec, outputs: dict) -> dict[str, np.ndarray]:
     return {key: value[0].numpy() for key, value in slots.items()}
 
 
+def device_half(codec: Pose2DCodec, size: tuple[int, int], repeats: int = 5) -> dict:
+    """The device decode (`slot_outputs`) of one (1, ...) frame of maps at input `size`: the
+    kernels it launches and its best eager time here (ms of CPU time, on one thread: with more,
+    CPU time would add up every thread's, spin-waits included)."""
+    width, height = size
+    shape = (height // codec.stride, width // codec.stride)
+    generator = torch.Generator().manual_seed(0)
+    heatmaps = torch.rand(1, codec.num_keypoints + 1, *shape, generator=generator)
+    pafs = torch.randn(1, 2 * len(codec.limbs), *shape, generator=generator)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            slot_outputs(heatmaps, pafs, codec)  # the warm-up makes its cached constants
+            kernels = sum(count_kernels(lambda: slot_outputs(heatmaps, pafs, codec)).values())
+            seconds = _best_time(lambda: slot_outputs(heatmaps, pafs, codec), repeats)
+    finally:
+        torch.set_num_threads(threads)
+    return {"kernels": kernels, "ms": 1e3 * seconds}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=parse_size, default=(512, 320), help="input WxH")
@@ -133,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{row['people']:6d}  {row['decode_ms']:18.2f}  {row['peaks_ms']:17.2f}"
             f"  {row['found']:19.2f}{host}"
+        )
+    if isinstance(codec, Pose2DCodec):
+        device = device_half(codec, args.size, args.repeats)
+        print(
+            f"device half (slot_outputs, {codec.max_peaks} slots): {device['kernels']} kernels "
+            f"a frame, {device['ms']:.2f} ms eager on one thread of this CPU"
         )
     return 0
 
