@@ -254,3 +254,13 @@ def test_the_graph_step_is_capture_safe():
     assert has_slots(outputs) and len(recorder.names) > 100
     bad = sorted({n for n in recorder.names if n.split(".")[0] in NOT_CAPTURABLE})
     assert not bad, bad
+
+
+def test_the_demo_lets_cudnn_pick_algorithms_on_cuda_only(monkeypatch):
+    from selecsls.tools.realtime.loading import prepare_device
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    prepare_device("cpu")
+    assert torch.backends.cudnn.benchmark is False
+    prepare_device("cuda:0")
+    assert torch.backends.cudnn.benchmark is True
