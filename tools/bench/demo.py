@@ -15,8 +15,10 @@ inside the network stage), and the modes are CUDA fp32 and fp16. `--compile` add
 torch.compile'd mode (frozen weights, the demo's `--compile`), `--int8` the int8 mode (the
 demo's `--precision int8`, calibrated on other synthetic frames); on CUDA the CUDA graph runner
 with the device-side decode (the demo's default there, `tools/realtime/graph.py`) is timed too.
-Every frame goes through all modes in turn, so the drift of a shared machine hits them alike; the
-end-to-end lines then run the whole demo loop per mode, alternated.
+Every frame goes through all modes in turn, so the drift of a shared machine hits them alike. The
+network + decode lines then time those two stages alone per mode (for the graph runner also
+pipelined: frame t assembled while the device runs frame t + 1), and the end-to-end lines the
+whole demo loop per mode, alternated.
 """
 
 from __future__ import annotations
@@ -226,6 +228,68 @@ def time_end_to_end(
     return fps
 
 
+def time_network_decode(
+    estimator: PoseEstimator, frames: list[np.ndarray], truth: list, rounds: int = 3
+) -> dict[str, list[float]]:
+    """Wall fps of the network plus the decode alone (no reading, drawing or tracking), over
+    `frames` (preprocessed once, untimed), `rounds` times: {"sequential": [...]} and, for a runner
+    that can queue a frame (`submit` / `collect`, the graph runner), {"pipelined": [...]}, with
+    each frame's people assembled on the host while the device runs the next frame, as issue #23
+    lays the graph path out. Decoding uses the true people's maps, as elsewhere here."""
+    runner, codec = estimator.runner, estimator.codec
+    inputs = [estimator.preprocess(frame) for frame in frames]
+    matrix = inputs[0][1]
+    outputs = []
+    for people in truth[: len(inputs)]:
+        people = people.copy()
+        people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
+        outputs.append(truth_outputs(runner, codec.encode(people, estimator.input_size)))
+    loops = {"sequential": _sequential}
+    if hasattr(runner, "submit"):
+        loops["pipelined"] = _pipelined
+    fps: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            start = time.perf_counter()
+            loop(runner, codec, inputs, outputs)
+            fps[name].append(len(inputs) / (time.perf_counter() - start))
+    return fps
+
+
+def _sequential(runner, codec, inputs: list, outputs: list) -> list:
+    """Each frame through the network, then decoded; returns the people per frame."""
+    people = []
+    for (images, matrix), maps in zip(inputs, outputs):
+        runner(images)
+        people.append(codec.decode_outputs(maps, matrix))
+    return people
+
+
+def _pipelined(runner, codec, inputs: list, outputs: list) -> list:
+    """The same, with frame t + 1 queued before frame t is collected and assembled."""
+    people, pending = [], runner.submit(inputs[0][0])
+    for t in range(len(inputs)):
+        following = runner.submit(inputs[t + 1][0]) if t + 1 < len(inputs) else None
+        runner.collect(pending)
+        people.append(codec.decode_outputs(outputs[t], inputs[t][1]))
+        pending = following
+    return people
+
+
+def print_network_decode(
+    modes: dict[str, PoseEstimator], video: Path, truth: list, rounds: int = 3
+) -> None:
+    """Network + decode fps per mode (the issue's ">= 500 fps" figure), median over rounds."""
+    source = open_source(str(video))
+    frames = [frame.image for frame, _ in zip(source, truth)]
+    source.close()
+    print(f"\nnetwork + decode (wall clock, {len(frames)} frames, {rounds} rounds, medians):")
+    for name, estimator in modes.items():
+        fps = time_network_decode(estimator, frames, truth, rounds)
+        cells = ", ".join(f"{loop} {np.median(v):.1f} fps" for loop, v in fps.items())
+        print(f"  {name}: {cells}")
+
+
 def variants(
     model,
     size,
@@ -356,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, ms in timings.items():
             cells = " | ".join(f"{ms[k]:.1f}" for k in (*STAGES, "total"))
             print(f"| {name} | {cells} | {ms['cpu_fps']:.1f} | {ms['wall_fps']:.1f} |")
+        print_network_decode(modes, video, truth, args.rounds)
         print_end_to_end(modes, video, truth, args.rounds)
     return 0
 

@@ -60,7 +60,7 @@ def steps(out: str) -> list[Step]:
     loader += ["--device-decode"]
     found = [
         Step("cuda tests (graph capture equals eager)", tuple(tests), 40),
-        Step("demo stages and end-to-end fps, graph vs eager", tuple(demo), 90),
+        Step("demo stages, network + decode and end-to-end fps, graph vs eager", tuple(demo), 100),
         Step("forward: seed table with the graph mode", tuple(forward), 90),
     ]
     for batch in (64, 128, 256):
