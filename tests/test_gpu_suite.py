@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from selecsls.tools import benchmark
+from selecsls.tools.bench import cpu_bound, gpu_suite
 from selecsls.tools.bench import demo as bench_demo
-from selecsls.tools.bench import gpu_suite
 from selecsls.tools.bench import loader as bench_loader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +18,7 @@ PARSERS = {
     "selecsls.tools.benchmark": benchmark.build_parser,
     "selecsls.tools.bench.demo": bench_demo.build_parser,
     "selecsls.tools.bench.loader": bench_loader.build_parser,
+    "selecsls.tools.bench.cpu_bound": cpu_bound.build_parser,
 }
 
 
@@ -32,7 +33,10 @@ def test_every_step_parses_with_its_tool(tmp_path):
             assert files and all((ROOT / f).is_file() for f in files)
             continue
         parsed = PARSERS[module]().parse_args(args)  # SystemExit on an option they lack
-        assert getattr(parsed, "device", "cuda") == "cuda", step
+        # GPU steps run on CUDA; the CPU ones (for the host, an AMX Xeon) on two pinned cores
+        device = "cpu" if step.cpus else "cuda"
+        assert getattr(parsed, "device", device) == device, step
+        assert step.cpus is None or (len(step.cpus) == 2 and parsed.threads == 2), step
     models = {m for s in found if "--models" in s.argv for m in s.argv}
     assert {"pose:selecsls60", "pose:resnet50", "resnet50"} <= models
 
@@ -58,3 +62,15 @@ def test_without_cuda_it_says_so(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_suite.main(["--out", "unused"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_a_pinned_step_runs_on_its_cores(tmp_path, monkeypatch):
+    import os
+
+    core = min(os.sched_getaffinity(0))
+    show = "import os; print('cores', sorted(os.sched_getaffinity(0)))"
+    pinned = gpu_suite.Step("pinned", ("-c", show), 1, (core, 10_000))  # a core it lacks: ignored
+    monkeypatch.setattr(gpu_suite, "steps", lambda out: [pinned])
+    assert gpu_suite.run_all(60, tmp_path)[0]["status"] == "ok"
+    log = (tmp_path / "gpu_suite.log").read_text()
+    assert f"cores [{core}]" in log and f"# on cores {core},10000" in log

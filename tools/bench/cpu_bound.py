@@ -162,7 +162,7 @@ def report(result: dict, header: str) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default="selecsls60")
     p.add_argument("--head", default="xnect2d", help="2D head: xnect2d or centre2d")
@@ -175,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         "--matmul-size", type=int, default=MATMUL_SIZE, help="side of the square matmuls timed"
     )
     p.add_argument("--json", metavar="PATH", help="also write the measurements here")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if min(args.reps, args.threads, args.matmul_size) < 1:
         p.error("--reps, --threads and --matmul-size must be >= 1")
