@@ -175,3 +175,12 @@ def test_pipeline_from_stage1_maps_to_placed_people():
     far = people["points2d"].copy()
     far[..., :2] += 1000
     assert len(stage2_training_pairs(maps3d["locmaps"], far, joints, points, codec3d)[0]) == 0
+
+
+def test_a_stage2_below_its_readout_is_pointed_out():
+    from selecsls.tools.engine.tasks.lifting import below_readout_note
+
+    note = below_readout_note({"pck_all": 39.8, "readout_pck_all": 50.8}, "runs/s1/best.pt")
+    assert note and "(39.8)" in note and "(50.8)" in note and "runs/s1/best.pt" in note
+    assert below_readout_note({"pck_all": 51.0, "readout_pck_all": 50.8}, "s1.pt") is None
+    assert below_readout_note({"lift_pck": 90.0}, "s1.pt") is None  # no Stage I evaluated

@@ -202,6 +202,9 @@ class LiftingTask(Pose3DTask):
         metrics = self.evaluate_ground_truth_inputs(find_lifting(model), loader)
         if self.has_stage1:  # the full pipeline, with previews of the lifted poses
             metrics.update(super().evaluate(model, loader, info, amp_dtype, channels_last, ctx))
+            note = below_readout_note(metrics, self.config["model"]["stage1"])
+            if note and info.is_main:
+                print(note)
         return metrics
 
     def lifting_net(self, model: nn.Module) -> Any:
@@ -214,3 +217,16 @@ class LiftingTask(Pose3DTask):
 
     def preview_images(self, batch: dict[str, Any]) -> torch.Tensor | None:
         return super().preview_images(batch) if "image" in batch else None
+
+
+def below_readout_note(metrics: dict[str, float], stage1: str) -> str | None:
+    """A note when Stage II scores below its own Stage I's read-out on val (3DPCK over all
+    people), as on the 3D quickstart: the Stage I checkpoint alone then gives better 3D poses."""
+    lifted, readout = metrics.get("pck_all"), metrics.get("readout_pck_all")
+    if lifted is None or readout is None or lifted >= readout:
+        return None
+    return (
+        f"note: Stage II's 3DPCK ({lifted:.1f}) is below Stage I's own read-out ({readout:.1f}) "
+        f"on val; the demo and tools.eval give the read-out with the Stage I checkpoint "
+        f"{stage1} (or eval --readout-only). docs/pose3d.md, 'Where the gap is'"
+    )
