@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from selecsls.tools import benchmark
-from selecsls.tools.bench import cpu_bound, gpu_suite
+from selecsls.tools.bench import conv_relu, cpu_bound, gpu_suite
 from selecsls.tools.bench import demo as bench_demo
 from selecsls.tools.bench import loader as bench_loader
 
@@ -19,6 +19,7 @@ PARSERS = {
     "selecsls.tools.bench.demo": bench_demo.build_parser,
     "selecsls.tools.bench.loader": bench_loader.build_parser,
     "selecsls.tools.bench.cpu_bound": cpu_bound.build_parser,
+    "selecsls.tools.bench.conv_relu": conv_relu.build_parser,
 }
 
 

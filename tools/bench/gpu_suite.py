@@ -61,6 +61,8 @@ def steps(out: str) -> list[Step]:
     loader = ["-m", "selecsls.tools.bench.loader", "--images", "3200", "--workers", "8", "16"]
     loader += ["--batch", "128", "--consumer", "selecsls60", "--device", "cuda", "--rounds", "3"]
     loader += ["--device-decode"]
+    fusion = ["-m", "selecsls.tools.bench.conv_relu", "--models", "selecsls60", "resnet50"]
+    fusion += ["pose:selecsls60", "--sizes", "224", "512", "512x320"]
     found = [
         Step("cuda tests (graph capture equals eager)", tuple(tests), 40),
         Step("demo stages, network + decode and end-to-end fps, graph vs eager", tuple(demo), 100),
@@ -68,6 +70,7 @@ def steps(out: str) -> list[Step]:
         Step("ImageNet loader vs the training step", tuple(loader), 80),
         train_224(128),  # its one run (2026-12-04) looked like an outlier
         *cpu_steps(),
+        Step("probe: cuDNN's fused convolution + ReLU in the graph path", tuple(fusion), 60),
     ]
     # measured once already (docs/benchmarks.md, 2026-12-04): repeats, if time is left
     found += [train_224(64), train_224(256)]
