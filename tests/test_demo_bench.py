@@ -10,9 +10,10 @@ from selecsls.tools.engine.amp import cpu_has_bf16
 
 def test_demo_bench_prints_stage_table_and_pipeline_ratio(capsys):
     argv = ["--backbone", "selecsls42b", "--size", "128x96", "--frames", "2", "--no-onnx", "--int8"]
-    argv += ["--rounds", "3"]
+    argv += ["--rounds", "3", "--video-size", "160x100"]  # letterboxed frames: a real resize
     assert demo_bench.main(argv) == 0
     out = capsys.readouterr().out
+    assert "128x96 (frames 160x100)" in out, out
     rows = [line for line in out.splitlines() if line.startswith("| pytorch cpu")]
     # bf16 is timed only where the CPU computes it natively (elsewhere it is fallback kernels)
     native = cpu_has_bf16()

@@ -207,13 +207,18 @@ class TruthMaps:
 
 
 def time_end_to_end(
-    runs: dict[str, tuple[PoseEstimator, bool]], video: Path, truth: list, rounds: int = 5
+    runs: dict[str, tuple[PoseEstimator, bool]],
+    video: Path,
+    truth: list,
+    rounds: int = 5,
+    video_size: tuple[int, int] | None = None,
 ) -> dict:
     """Wall fps of the whole demo loop (`demo.run`, headless, nothing written) for each named
     (estimator, pipelined) pair, alternated `rounds` times so drift on a shared machine hits
-    all alike. Returns {name: [fps per round]}."""
+    all alike. video_size: the frames' (W, H), default the input size. Returns {name: [fps
+    per round]}."""
     first = next(iter(runs.values()))[0]  # all share the input size and codec
-    matrix = first.resize.matrix(*first.input_size)
+    matrix = first.resize.matrix(*(video_size or first.input_size))
     maps = []
     for people in truth:
         people = people.copy()
@@ -337,7 +342,11 @@ def int8_runner(model, size: tuple[int, int], frames: int = 8) -> Int8Runner:
 
 
 def print_end_to_end(
-    modes: dict[str, PoseEstimator], video: Path, truth: list, rounds: int = 5
+    modes: dict[str, PoseEstimator],
+    video: Path,
+    truth: list,
+    rounds: int = 5,
+    video_size: tuple[int, int] | None = None,
 ) -> None:
     """The demo loop's wall fps: the fastest eager mode (the last BN-folded one: half precision
     where there is one, else fp32) sequential and pipelined, and the compiled, graph and int8
@@ -356,7 +365,7 @@ def print_end_to_end(
     if int8:
         runs["int8, sequential"] = (modes[int8[0]], False)
         runs["int8, pipelined"] = (modes[int8[0]], True)
-    fps = time_end_to_end(runs, video, truth, rounds)
+    fps = time_end_to_end(runs, video, truth, rounds, video_size)
     print(f"\nend to end (demo loop, wall clock, {eager}):")
     for mode, values in fps.items():
         print(f"  {mode}: " + ", ".join(f"{v:.1f}" for v in values) + " fps")
@@ -370,7 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default="selecsls60")
     p.add_argument("--width", type=float, default=1.0, help="backbone width multiplier")
-    p.add_argument("--size", default="512x320", help="frame and network input WxH")
+    p.add_argument("--size", default="512x320", help="network input WxH")
+    p.add_argument(
+        "--video-size",
+        help="frame WxH (default: the input size); larger frames add the letterbox's resize",
+    )
     p.add_argument("--frames", type=int, default=20, help="frames timed (after 3 warm-up)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu or cuda (wall-clock stage times)")
@@ -392,13 +405,18 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.benchmark = True
     torch.set_num_threads(args.threads)
     watch_type = WallStopwatch if args.device.startswith("cuda") else Stopwatch
-    size, warmup = parse_size(args.size), 3
+    try:
+        size = parse_size(args.size, "--size")
+        video_size = parse_size(args.video_size, "--video-size") if args.video_size else size
+    except ValueError as err:
+        p.error(str(err))
+    warmup = 3
     torch.manual_seed(0)
     config = {"backbone": args.backbone, "backbone_width": args.width, "heads": {"xnect2d": {}}}
     model = build_model(config).eval()
     with tempfile.TemporaryDirectory() as folder:
         video = Path(folder) / "people.mp4"
-        truth = make_video(video, size, args.frames + warmup, args.seed)
+        truth = make_video(video, video_size, args.frames + warmup, args.seed)
         onnx_path = None
         if not args.no_onnx:
             from selecsls.tools.export import export_checkpoint
@@ -408,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
             export_checkpoint(str(checkpoint), str(onnx_path), size)
         people = np.mean([len(t) for t in truth])
         print(
-            f"{args.backbone} (width {args.width}) + xnect2d, {size[0]}x{size[1]}, "
+            f"{args.backbone} (width {args.width}) + xnect2d, {size[0]}x{size[1]} "
+            f"(frames {video_size[0]}x{video_size[1]}), "
             f"{args.threads} thread(s), "
             f"{args.frames} frames, {people:.1f} people per frame; ms per frame "
             f"({'wall' if watch_type is WallStopwatch else 'CPU'} time)\n"
@@ -421,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             cells = " | ".join(f"{ms[k]:.1f}" for k in (*STAGES, "total"))
             print(f"| {name} | {cells} | {ms['cpu_fps']:.1f} | {ms['wall_fps']:.1f} |")
         print_network_decode(modes, video, truth, args.rounds)
-        print_end_to_end(modes, video, truth, args.rounds)
+        print_end_to_end(modes, video, truth, args.rounds, video_size)
     return 0
 
 

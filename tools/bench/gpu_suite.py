@@ -71,6 +71,8 @@ def steps(out: str) -> list[Step]:
         train_224(128),  # its one run (2026-12-04) looked like an outlier
         *cpu_steps(),
         Step("probe: cuDNN's fused convolution + ReLU in the graph path", tuple(fusion), 60),
+        # a webcam's frames: the host's letterbox (a 4 ms INTER_AREA resize on the Zen 3)
+        Step("demo with 1280x720 frames", (*demo, "--video-size", "1280x720"), 90),
     ]
     # measured once already (docs/benchmarks.md, 2026-12-04): repeats, if time is left
     found += [train_224(64), train_224(256)]
