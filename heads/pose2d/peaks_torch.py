@@ -84,13 +84,12 @@ def _top_cells(
     lowest key, so valid slots lead every row.
     """
     count = flat.shape[-1]
-    if threshold < 0:  # peaks may be zero or negative: map the floats onto ordered integers
-        flat = flat + 0.0  # -0.0 + 0.0 = +0.0: both zeros get one key, as they compare equal
-        bits = flat.view(torch.int32).to(torch.int64)
-        # IEEE floats order like sign-magnitude integers: flip the magnitude bits of negatives
+    # with threshold >= 0 every peak is a positive float, whose bits already order like it;
+    # below 0 peaks may be zero or negative, and -0.0 + 0.0 = +0.0 gives both zeros one key
+    signed = threshold < 0
+    bits = (flat + 0.0 if signed else flat).view(torch.int32).to(torch.int64)
+    if signed:  # IEEE floats order like sign-magnitude integers: flip negatives' magnitude bits
         bits = torch.where(bits >= 0, bits, bits ^ 0x7FFFFFFF)
-    else:  # every peak is > threshold >= 0, a positive float: its bits already order like it
-        bits = flat.view(torch.int32).to(torch.int64)
     reversed_cell = device_range(count, flat.device, descending=True)
     key = torch.add(reversed_cell, bits, alpha=1 << 32)  # integers: exact
     key = torch.where(is_peak, key, torch.iinfo(torch.int64).min)
