@@ -183,7 +183,7 @@ def jitter_batch(images: torch.Tensor, ops: torch.Tensor, factors: torch.Tensor)
             if not chosen:
                 continue
             factor = factors[chosen, step].to(images.device).view(-1, 1, 1, 1)
-            if len(chosen) == len(images):  # all of them (always, for one image): no gather
+            if len(chosen) == len(images):  # every image takes this op now: no gather
                 images, owned = adjust(images, factor), True
             else:
                 images, owned = (images if owned else images.clone()), True

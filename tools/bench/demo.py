@@ -151,15 +151,21 @@ def run_stages(estimator, tracker, frame, frame_truth, laps: Laps) -> None:
     laps.lap("preprocess")
     estimator.runner(images)
     laps.lap("network")
-    people = frame_truth.copy()
-    people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
-    maps = truth_outputs(estimator.runner, estimator.codec.encode(people, estimator.input_size))
+    maps = truth_outputs(estimator.runner, encode_truth(estimator, frame_truth, matrix))
     laps.skip()  # encoding is test scaffolding, not demo work
     keypoints, scores = estimator.codec.decode_outputs(maps, matrix)
     laps.lap("decode")
     people = tracker.update(keypoints, scores, frame.time)
     annotate(frame.image, people, _NoPose3D, 0.0, 0)  # draws on a copy
     laps.lap("track+draw")
+
+
+def encode_truth(estimator: PoseEstimator, keypoints: np.ndarray, matrix: np.ndarray) -> dict:
+    """One frame's true people (P, 17, 3) in frame pixels -> the codec's maps at the network
+    input, through the letterbox `matrix` (frame -> input pixels)."""
+    people = keypoints.copy()
+    people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
+    return estimator.codec.encode(people, estimator.input_size)
 
 
 def truth_outputs(runner, maps: dict) -> dict:
@@ -219,11 +225,7 @@ def time_end_to_end(
     per round]}."""
     first = next(iter(runs.values()))[0]  # all share the input size and codec
     matrix = first.resize.matrix(*(video_size or first.input_size))
-    maps = []
-    for people in truth:
-        people = people.copy()
-        people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
-        maps.append(first.codec.encode(people, first.input_size))
+    maps = [encode_truth(first, people, matrix) for people in truth]
     fps: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, (estimator, pipelined) in runs.items():
@@ -244,11 +246,10 @@ def time_network_decode(
     runner, codec = estimator.runner, estimator.codec
     inputs = [estimator.preprocess(frame) for frame in frames]
     matrix = inputs[0][1]
-    outputs = []
-    for people in truth[: len(inputs)]:
-        people = people.copy()
-        people[..., :2] = people[..., :2] * matrix[0, 0] + matrix[:, 2]
-        outputs.append(truth_outputs(runner, codec.encode(people, estimator.input_size)))
+    outputs = [
+        truth_outputs(runner, encode_truth(estimator, people, matrix))
+        for people in truth[: len(inputs)]
+    ]
     loops = {"sequential": _sequential}
     if hasattr(runner, "submit"):
         loops["pipelined"] = _pipelined
