@@ -252,6 +252,14 @@ class EvalResize:
         offset = 0.5 * scale - 0.5
         return np.array([[scale, 0.0, offset], [0.0, scale, offset]], np.float32)
 
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """(w, h) the image is resized to before the padding: scaled by the matrix's scale, in
+        whole pixels, at most the input size."""
+        size = self.input_size_for(width, height)
+        scale = float(self.matrix(width, height)[0, 0])
+        new_w = min(size[0], max(1, round(width * scale)))
+        return new_w, min(size[1], max(1, round(height * scale)))
+
     def __call__(
         self, image: np.ndarray, keypoints: np.ndarray, ignore_mask: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -259,8 +267,7 @@ class EvalResize:
         matrix = self.matrix(width, height)
         size = self.input_size_for(width, height)
         scale = float(matrix[0, 0])
-        new_w = min(size[0], max(1, round(width * scale)))
-        new_h = min(size[1], max(1, round(height * scale)))
+        new_w, new_h = self.resized_size(width, height)
         resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         canvas = np.empty((size[1], size[0], 3), np.uint8)
         canvas[:] = pad_row(size[0])

@@ -11,6 +11,7 @@ import torch
 from selecsls.tools import benchmark
 from selecsls.tools.bench import conv_relu, cpu_bound, gpu_suite
 from selecsls.tools.bench import demo as bench_demo
+from selecsls.tools.bench import letterbox as bench_letterbox
 from selecsls.tools.bench import loader as bench_loader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,6 +21,7 @@ PARSERS = {
     "selecsls.tools.bench.loader": bench_loader.build_parser,
     "selecsls.tools.bench.cpu_bound": cpu_bound.build_parser,
     "selecsls.tools.bench.conv_relu": conv_relu.build_parser,
+    "selecsls.tools.bench.letterbox": bench_letterbox.build_parser,
 }
 
 

@@ -101,6 +101,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "with CUDA, unless --compile or int8; on without CUDA runs the same step eagerly",
     )
     p.add_argument(
+        "--letterbox",
+        default="auto",
+        choices=("auto", "host", "device"),
+        help="where frames are resized and padded to the input size: device: inside the CUDA "
+        "graph (tools/realtime/letterbox.py), host: cv2 on the CPU; auto (default): device "
+        "with the graph runner on CUDA, else host",
+    )
+    p.add_argument(
         "--pipeline",
         default="auto",
         choices=("auto", "on", "off"),
@@ -181,6 +189,8 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
             raise ValueError("--precision int8 (and --calibration) are for the pytorch backend")
         if args.graph == "on":
             raise ValueError("--graph on is for the pytorch backend (onnxruntime runs its own)")
+        if args.letterbox == "device":
+            raise ValueError("--letterbox device is for the pytorch backend's graph runner")
         return load_onnx_estimator(args.checkpoint, size, args.lifting)
     estimator = load_torch_estimator(
         args.checkpoint,
@@ -191,6 +201,7 @@ def build_estimator(args: argparse.Namespace) -> PoseEstimator:
         args.compile,
         args.calibration,
         args.graph,
+        args.letterbox,
     )
     if args.compile:
         print(f"compiling the network for {'x'.join(map(str, estimator.input_size))} ...")

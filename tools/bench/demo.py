@@ -14,7 +14,8 @@ stage is timed in wall-clock seconds (the host waits for the GPU when it copies 
 inside the network stage), and the modes are CUDA fp32 and fp16. `--compile` adds the
 torch.compile'd mode (frozen weights, the demo's `--compile`), `--int8` the int8 mode (the
 demo's `--precision int8`, calibrated on other synthetic frames); on CUDA the CUDA graph runner
-with the device-side decode (the demo's default there, `tools/realtime/graph.py`) is timed too.
+with the device-side decode (the demo's default there, `tools/realtime/graph.py`) is timed too,
+letterboxing on the host and, as the demo does by default there, on the device.
 Every frame goes through all modes in turn, so the drift of a shared machine hits them alike. The
 network + decode lines then time those two stages alone per mode (for the graph runner also
 pipelined: frame t assembled while the device runs frame t + 1), and the end-to-end lines the
@@ -203,6 +204,7 @@ class TruthMaps:
         self.maps = [truth_outputs(runner, m) for m in maps]
         self.description = runner.description
         self.takes_uint8 = getattr(runner, "takes_uint8", False)
+        self.takes_frames = getattr(runner, "takes_frames", False)
 
     def __call__(self, images):
         self.runner(images)
@@ -304,8 +306,11 @@ def variants(
     device: str = "cpu",
     compile: bool = False,
     int8: bool = False,
+    video_size: tuple[int, int] | None = None,
 ) -> dict:
-    """name -> PoseEstimator, for the inference modes compared (compiled ones warmed up).
+    """name -> PoseEstimator, for the inference modes compared (compiled ones warmed up). On
+    CUDA the graph runner twice: letterboxing on the host and on the device (captured for
+    `video_size` frames, default the input size).
 
     The half-precision mode is fp16 on CUDA, bf16 on a CPU that computes it natively, and left
     out elsewhere: without native bf16 it runs ~8x slower than fp32 and times only fallbacks.
@@ -327,6 +332,9 @@ def variants(
         seconds = runner.warm_up(size)
         print(f"captured the CUDA graph in {seconds:.1f} s ({runner.description})")
         out[f"pytorch {device} {fast}, cuda graph + device decode"] = runner
+        runner = GraphRunner(model, Pose2DCodec(), device, fast, letterbox=size)
+        runner.warm_up(video_size or size)
+        out[f"pytorch {device} {fast}, cuda graph + device decode + device letterbox"] = runner
     if int8 and device == "cpu":
         out["pytorch cpu int8 (x86, post-training quantized)"] = int8_runner(model, size)
     if onnx_path is not None:
@@ -362,6 +370,10 @@ def print_end_to_end(
     if graphed:
         runs["graph, sequential"] = (modes[graphed[0]], False)
         runs["graph, pipelined"] = (modes[graphed[0]], True)
+    letterboxed = [name for name in names if name.endswith("device letterbox")]
+    if letterboxed:
+        runs["graph + device letterbox, sequential"] = (modes[letterboxed[0]], False)
+        runs["graph + device letterbox, pipelined"] = (modes[letterboxed[0]], True)
     int8 = [name for name in names if " int8 " in name]
     if int8:
         runs["int8, sequential"] = (modes[int8[0]], False)
@@ -433,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.frames} frames, {people:.1f} people per frame; ms per frame "
             f"({'wall' if watch_type is WallStopwatch else 'CPU'} time)\n"
         )
-        modes = variants(model, size, onnx_path, args.threads, args.device, args.compile, args.int8)
+        modes = variants(
+            model, size, onnx_path, args.threads, args.device, args.compile, args.int8, video_size
+        )
         header = "| mode | " + " | ".join(STAGES) + " | total | fps (stage clock) | fps (wall) |"
         print(header + "\n|" + "---|" * (len(STAGES) + 4))
         timings = time_pipeline(modes, video, truth, warmup, watch_type)

@@ -56,11 +56,14 @@ def steps(out: str) -> list[Step]:
     demo = ["-m", "selecsls.tools.bench.demo", "--device", "cuda", "--no-onnx", "--frames", "100"]
     demo += ["--threads", "4", "--rounds", "3"]
     tests = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_graph_runner.py"]
+    tests += ["tests/test_device_letterbox.py"]
     tests += ["tests/test_peaks_torch.py", "tests/test_benchmark.py", "tests/test_device_decode.py"]
     tests += ["-k", "cuda or graph"]
     loader = ["-m", "selecsls.tools.bench.loader", "--images", "3200", "--workers", "8", "16"]
     loader += ["--batch", "128", "--consumer", "selecsls60", "--device", "cuda", "--rounds", "3"]
     loader += ["--device-decode"]
+    letterbox = ["-m", "selecsls.tools.bench.letterbox", "--device", "cuda", "--threads", "4"]
+    letterbox += ["--frames", "640x480", "1280x720", "1920x1080", "3840x2160"]
     fusion = ["-m", "selecsls.tools.bench.conv_relu", "--models", "selecsls60", "resnet50"]
     fusion += ["pose:selecsls60", "--sizes", "224", "512", "512x320"]
     found = [
@@ -73,6 +76,7 @@ def steps(out: str) -> list[Step]:
         Step("probe: cuDNN's fused convolution + ReLU in the graph path", tuple(fusion), 60),
         # a webcam's frames: the host's letterbox (a 4 ms INTER_AREA resize on the Zen 3)
         Step("demo with 1280x720 frames", (*demo, "--video-size", "1280x720"), 90),
+        Step("letterbox: host cv2 vs in-graph matmuls", tuple(letterbox), 15),
     ]
     # measured once already (docs/benchmarks.md, 2026-12-04): repeats, if time is left
     found += [train_224(64), train_224(256)]

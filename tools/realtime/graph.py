@@ -7,6 +7,9 @@ with sub-cell refinement, every slot pair of every limb scored on the PAFs). Onl
 outputs the host still needs, e.g. Stage I location maps) come back, into pinned buffers; the
 host does the greedy person assembly. `submit` returns once the work is queued, so a caller can
 assemble frame t while the GPU runs frame t + 1 (the demo's pipeline thread does exactly that).
+With `letterbox` the host uploads the raw frame instead and the graph letterboxes it first
+(`letterbox.py`: the resize as two matmuls), so the host's only per-frame work before the
+upload is a copy into pinned memory.
 
 Without CUDA the same step runs eagerly (the graph is what needs CUDA, not the decode): that is
 how the CPU tests check that the device-side decode gives the numpy decoder's people.
@@ -25,9 +28,11 @@ from selecsls.datasets.coco import IMAGENET_MEAN, IMAGENET_STD
 from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.slots import slot_outputs
 from selecsls.tools.deploy.cuda_graph import CapturedCall, graph_support
+from selecsls.tools.realtime.letterbox import DeviceLetterbox
 from selecsls.tools.realtime.runtime import TorchRunner
 
 GRAPH_CHOICES = ("auto", "on", "off")
+LETTERBOX_CHOICES = ("auto", "host", "device")
 MAPS_2D = ("heatmaps", "pafs")  # not sent to the host when the slots stand in for them
 
 
@@ -36,16 +41,26 @@ class PoseStep(nn.Module):
 
     images: (N, H, W, 3) uint8 RGB (normalised here, with the ImageNet statistics `to_tensor`
     uses) or (N, 3, H, W) float already normalised. The network runs in `dtype`, channels_last.
+    letterbox (W, H): images are raw (N, H0, W0, 3) uint8 BGR frames, letterboxed here first.
     """
 
-    def __init__(self, model: nn.Module, codec, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        codec,
+        dtype: torch.dtype,
+        letterbox: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         self.model, self.codec, self.dtype = model, codec, dtype
+        self.letterbox = DeviceLetterbox(letterbox) if letterbox else None
         self.register_buffer("mean", 255 * torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", 255 * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.slots = isinstance(codec, Pose2DCodec)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
+        if self.letterbox is not None:
+            images = self.letterbox(images)
         if images.dtype == torch.uint8:
             # NHWC memory seen as NCHW: a channels_last tensor, which the arithmetic keeps
             x = ((images.permute(0, 3, 1, 2).float() - self.mean) / self.std).to(self.dtype)
@@ -72,6 +87,8 @@ class GraphRunner:
     (N, 3, H, W) normalised float -> {name: numpy array}: the slots and every non-2D-map output
     for the PAF codec (whose `decode_outputs` then only assembles people), all outputs otherwise.
     graph=False, or no CUDA, runs the same step eagerly; `note` then says why when graph was asked.
+    letterbox (W, H): take raw frames (N, H0, W0, 3) uint8 BGR (`takes_frames`: PoseEstimator
+    hands over the frame itself) and letterbox them to that input size on the device.
     """
 
     backend = "pytorch"
@@ -84,16 +101,19 @@ class GraphRunner:
         device: str = "auto",
         precision: str = "auto",
         graph: bool = True,
+        letterbox: tuple[int, int] | None = None,
     ) -> None:
         base = TorchRunner(model, device, precision)  # BN folded, cast, channels_last
         self.device, self.precision, self.dtype = base.device, base.precision, base.dtype
-        self.step = PoseStep(base.eager, codec, self.dtype).to(self.device)
+        self.step = PoseStep(base.eager, codec, self.dtype, letterbox).to(self.device)
+        self.takes_frames = letterbox is not None
         why = graph_support(self.device)
         self.captured = CapturedCall(self.step) if graph and why is None else None
         self.note = why if graph and why else None
         self.description = base.description
         self.description += " cuda-graph" if self.captured else ""
         self.description += " device-decode" if self.step.slots else ""
+        self.description += " device-letterbox" if self.takes_frames else ""
 
     def __call__(self, images: Tensor) -> dict[str, np.ndarray]:
         return self.collect(self.submit(images))
@@ -128,7 +148,8 @@ class GraphRunner:
         return {name: _to_numpy(value) for name, value in pending.outputs.items()}
 
     def warm_up(self, input_size: tuple[int, int]) -> float:
-        """Capture the graph for (1, H, W, 3) frames up front; the seconds it took."""
+        """Capture the graph for (1, H, W, 3) frames up front; the seconds it took. (A runner
+        that letterboxes captures each other frame size at its first frame.)"""
         start = time.perf_counter()
         self(torch.zeros(1, int(input_size[1]), int(input_size[0]), 3, dtype=torch.uint8))
         return time.perf_counter() - start
@@ -153,3 +174,19 @@ def use_graph(choice: str, device: str, precision: str, compile: bool) -> bool:
         return True
     on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     return on_cuda and not compile and precision != "int8"
+
+
+def use_device_letterbox(choice: str, graphed: bool, device: str) -> bool:
+    """Whether the graph runner letterboxes frames on the device. auto: with the graph runner on
+    CUDA (on the CPU cv2's resize is faster than the matmuls)."""
+    if choice not in LETTERBOX_CHOICES:
+        raise ValueError(f"unknown --letterbox {choice!r}; valid: {', '.join(LETTERBOX_CHOICES)}")
+    if choice == "device" and not graphed:
+        raise ValueError(
+            "--letterbox device runs in the graph runner: add --graph on (auto is on with CUDA), "
+            "and no --compile or int8"
+        )
+    if choice != "auto":
+        return choice == "device"
+    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return graphed and on_cuda

@@ -17,7 +17,7 @@ from selecsls.backbones.checkpoint import CheckpointError, read_checkpoint
 from selecsls.tools._cli import parse_size
 from selecsls.tools.deploy.precision import describe_choice, fastest_cpu_precision
 from selecsls.tools.deploy.quantize import Int8Runner, read_calibration_images
-from selecsls.tools.realtime.graph import GraphRunner, use_graph
+from selecsls.tools.realtime.graph import GraphRunner, use_device_letterbox, use_graph
 from selecsls.tools.realtime.pose3d import (
     LIFTING_KEY,
     LOCMAPS,
@@ -64,6 +64,7 @@ def load_torch_estimator(
     compile: bool = False,
     calibration: str | None = None,
     graph: str = "auto",
+    letterbox: str = "auto",
 ) -> PoseEstimator:
     """A PoseEstimator for a pose checkpoint of ours (codec settings from its experiment config
     when it carries one). A Stage I model (xnect3d head) gets 3D poses from its own Stage II
@@ -71,9 +72,12 @@ def load_torch_estimator(
     checkpoint whose Stage II is used instead. precision "int8" quantizes the network for the
     CPU, calibrated on the images of the folder `calibration`, else on the first frames.
     graph "auto" (on CUDA) or "on": the CUDA graph runner with the decode's peaks and limb
-    scores on the device (`graph.GraphRunner`; without CUDA it runs eagerly, with a note)."""
+    scores on the device (`graph.GraphRunner`; without CUDA it runs eagerly, with a note).
+    letterbox "auto" (with the graph runner on CUDA) or "device": frames are letterboxed in the
+    graph too (`letterbox.DeviceLetterbox`), "host": by cv2 on the host."""
     check_precision(precision, device, compile, calibration)
     graphed = use_graph(graph, device, precision, compile)
+    on_device = use_device_letterbox(letterbox, graphed, device)
     path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
@@ -108,7 +112,9 @@ def load_torch_estimator(
                 read_calibration_images(calibration, input_size), f"images of {calibration}"
             )
     elif graphed:
-        runner = GraphRunner(model, codec, device, precision)
+        runner = GraphRunner(
+            model, codec, device, precision, letterbox=input_size if on_device else None
+        )
         if runner.note:
             print(f"note: --graph on: {runner.note}; the same step runs eagerly", file=sys.stderr)
     else:

@@ -235,12 +235,13 @@ class PoseEstimator:
     def preprocess(self, frame: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """-> ((1, 3, H, W) normalised RGB, (2, 3) original -> input matrix). Same geometry as
         evaluation (EvalResize: scale to fit, pad bottom/right). A runner that `takes_uint8`
-        gets the (1, H, W, 3) uint8 RGB canvas instead and normalises it itself."""
+        gets the (1, H, W, 3) uint8 RGB canvas instead and normalises it itself; one that
+        `takes_frames` gets the frame itself, (1, H0, W0, 3) uint8 BGR, and letterboxes it."""
         height, width = frame.shape[:2]
         matrix = self.resize.matrix(width, height)
-        scale = float(matrix[0, 0])
-        new_w = min(self.input_size[0], max(1, round(width * scale)))
-        new_h = min(self.input_size[1], max(1, round(height * scale)))
+        if getattr(self.runner, "takes_frames", False):  # letterboxed on the device (letterbox.py)
+            return torch.from_numpy(frame).unsqueeze(0), matrix
+        new_w, new_h = self.resize.resized_size(width, height)
         # pad only what the image leaves (bottom, right), by whole rows: broadcasting the pixel
         # tuple over the canvas took 1.7 ms a frame at 512x320, the resize itself 0.02
         self.canvas[new_h:] = self.pad_bgr
