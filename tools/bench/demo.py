@@ -39,6 +39,7 @@ from selecsls.heads import build_model, save_model
 from selecsls.heads.pose2d.codec import Pose2DCodec
 from selecsls.heads.pose2d.slots import SLOT_KEYS, has_slots, slot_outputs
 from selecsls.tools._cli import parse_size
+from selecsls.tools.bench.suite import check_device
 from selecsls.tools.deploy.quantize import Int8Runner, letterboxed
 from selecsls.tools.engine.amp import cpu_has_bf16
 from selecsls.tools.realtime.app import Options, annotate, run
@@ -413,16 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error("--device cuda asked for, but torch sees no CUDA device")
-    torch.backends.cudnn.benchmark = True
-    torch.set_num_threads(args.threads)
-    watch_type = WallStopwatch if args.device.startswith("cuda") else Stopwatch
     try:
+        check_device(args.device)
         size = parse_size(args.size, "--size")
         video_size = parse_size(args.video_size, "--video-size") if args.video_size else size
     except ValueError as err:
         p.error(str(err))
+    torch.backends.cudnn.benchmark = True
+    torch.set_num_threads(args.threads)
+    watch_type = WallStopwatch if args.device.startswith("cuda") else Stopwatch
     warmup = 3
     torch.manual_seed(0)
     config = {"backbone": args.backbone, "backbone_width": args.width, "heads": {"xnect2d": {}}}

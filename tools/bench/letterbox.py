@@ -20,6 +20,7 @@ import torch
 
 from selecsls.datasets.synthetic_people import render_image
 from selecsls.tools._cli import parse_size
+from selecsls.tools.bench.suite import check_device
 from selecsls.tools.bench.timing import summarize, time_call
 from selecsls.tools.realtime.letterbox import DeviceLetterbox
 from selecsls.tools.realtime.runtime import PoseEstimator
@@ -84,18 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def checked_sizes(p: argparse.ArgumentParser, args: argparse.Namespace) -> tuple:
+    """(input size, [frame sizes]) from the arguments; a bad one exits with a usage error."""
+    if args.reps < 1:
+        p.error(f"--reps must be at least 1, got {args.reps}")
+    try:
+        check_device(args.device)
+        frames = [parse_size(f, "--frames") for f in args.frames]
+        return parse_size(args.size, "--size"), frames
+    except ValueError as err:
+        p.error(str(err))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        p.error("--device cuda asked for, but torch sees no CUDA device")
-    try:
-        size = parse_size(args.size, "--size")
-        frames = [parse_size(f, "--frames") for f in args.frames]
-    except ValueError as err:
-        p.error(str(err))
-    if args.reps < 1:
-        p.error(f"--reps must be at least 1, got {args.reps}")
+    size, frames = checked_sizes(p, args)
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     rows = time_sizes(size, frames, args.device, args.reps)
