@@ -52,6 +52,13 @@ from selecsls.tools.realtime.tracking import Tracker
 BACKENDS = ("pytorch", "onnxruntime")
 
 
+def add_auto_choice(
+    p: argparse.ArgumentParser, flag: str, choices: tuple[str, ...], help: str
+) -> None:
+    """A flag whose default, auto, lets the demo pick among `choices` for the machine."""
+    p.add_argument(flag, default="auto", choices=("auto", *choices), help=help)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="selecsls.tools.demo",
@@ -92,27 +99,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="torch.compile the network (pytorch backend): the fastest CPU mode, after a "
         "7-60 s compile at start-up; falls back to uncompiled if compiling fails",
     )
-    p.add_argument(
+    add_auto_choice(
+        p,
         "--graph",
-        default="auto",
-        choices=("auto", "on", "off"),
-        help="pytorch backend: run the network, peak finding and limb scoring as one CUDA "
+        ("on", "off"),
+        "pytorch backend: run the network, peak finding and limb scoring as one CUDA "
         "graph, people assembled on the host (tools/realtime/graph.py); auto (default): on "
         "with CUDA, unless --compile or int8; on without CUDA runs the same step eagerly",
     )
-    p.add_argument(
+    add_auto_choice(
+        p,
         "--letterbox",
-        default="auto",
-        choices=("auto", "host", "device"),
-        help="where frames are resized and padded to the input size: device: inside the CUDA "
+        ("host", "device"),
+        "where frames are resized and padded to the input size: device: inside the CUDA "
         "graph (tools/realtime/letterbox.py), host: cv2 on the CPU; auto (default): device "
         "with the graph runner on CUDA, else host",
     )
-    p.add_argument(
+    add_auto_choice(
+        p,
         "--pipeline",
-        default="auto",
-        choices=("auto", "on", "off"),
-        help="on: the network works on the next frame in a thread while the last one is "
+        ("on", "off"),
+        "on: the network works on the next frame in a thread while the last one is "
         "decoded and drawn; off: one after the other; auto (default): on with a CUDA graph, ONNX "
         "Runtime on CUDA or 4+ CPUs, off for eager PyTorch on CUDA (slower there, measured)",
     )
