@@ -71,14 +71,16 @@ def steps(out: str) -> list[Step]:
         Step("demo stages, network + decode and end-to-end fps, graph vs eager", tuple(demo), 100),
         Step("forward: seed table with the graph mode", tuple(forward), 90),
         Step("ImageNet loader vs the training step", tuple(loader), 80),
-        train_224(128),  # its one run (2026-12-04) looked like an outlier
         *cpu_steps(),
         Step("probe: cuDNN's fused convolution + ReLU in the graph path", tuple(fusion), 60),
-        # a webcam's frames: the host's letterbox (a 4 ms INTER_AREA resize on the Zen 3)
-        Step("demo with 1280x720 frames", (*demo, "--video-size", "1280x720"), 90),
         Step("letterbox: host cv2 vs in-graph matmuls", tuple(letterbox), 15),
         # the third batch size at 368 px, not yet measured
         train_368(256),
+        # a webcam's frames: the host's letterbox (a 4 ms INTER_AREA resize on the Zen 3)
+        Step("demo with 1280x720 frames", (*demo, "--video-size", "1280x720"), 90),
+        # never measured before this one, in the order above; then a repeat: the batch-128 cell's
+        # one run (2026-12-04) looked like an outlier
+        train_224(128),
     ]
     # measured once already (docs/benchmarks.md, 2026-12-04): repeats, if time is left
     found += [train_224(64), train_224(256), train_368(64), train_368(128)]
