@@ -162,6 +162,11 @@ def _to_numpy(value: Tensor) -> np.ndarray:
     return (value.float() if value.is_floating_point() else value).numpy()
 
 
+def runs_on_cuda(device: str) -> bool:
+    """Whether the demo's --device (cuda[:N], cpu or auto) puts the network on a CUDA device."""
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
 def use_graph(choice: str, device: str, precision: str, compile: bool) -> bool:
     """Whether the demo runs the GraphRunner. auto: on CUDA (not with --compile or int8)."""
     if choice not in GRAPH_CHOICES:
@@ -172,8 +177,7 @@ def use_graph(choice: str, device: str, precision: str, compile: bool) -> bool:
         if compile or precision == "int8":
             raise ValueError("--graph on runs the fp16/bf16/fp32 network; drop --compile / int8")
         return True
-    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return on_cuda and not compile and precision != "int8"
+    return runs_on_cuda(device) and not compile and precision != "int8"
 
 
 def use_device_letterbox(choice: str, graphed: bool, device: str) -> bool:
@@ -188,5 +192,4 @@ def use_device_letterbox(choice: str, graphed: bool, device: str) -> bool:
         )
     if choice != "auto":
         return choice == "device"
-    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return graphed and on_cuda
+    return graphed and runs_on_cuda(device)
